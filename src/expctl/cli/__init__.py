@@ -1,0 +1,91 @@
+"""The `expctl` command line: thin click commands, and the one place errors become exit codes.
+
+Exit codes (DESIGN §4): 0 ok / no changes · 1 error (invalid manifests, refused changes,
+connection failure, bad usage) · 2 changes present (`plan --detailed-exitcode`, `cache check`
+drift) · 3 PostgreSQL committed but the Redis refresh failed (re-run heals) · 4 saved plan is
+stale · 5 another run holds the lock.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from expctl import __version__
+from expctl.errors import ExitCode, ExpctlError
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  ok / no changes
+  1  error: invalid manifests, refused changes, connection failure
+  2  changes present (plan --detailed-exitcode), cache drift (cache check)
+  3  PostgreSQL committed but the Redis refresh failed (re-run heals)
+  4  the saved plan is stale
+  5  another run holds the lock (timed out waiting)
+"""
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES_HELP,
+)
+@click.version_option(__version__, prog_name="expctl")
+@click.option("--debug", is_flag=True, envvar="EXPCTL_DEBUG", help="Show tracebacks of unexpected errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Keep an AI gateway's model experiments in git and reconcile them into PostgreSQL and Redis.
+
+    \b
+    Examples:
+      expctl validate                       # check experiments.d/ offline
+      expctl plan                           # what would change
+      expctl reconcile --auto-approve       # apply it (what CI runs on merge)
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _register() -> None:
+    # Imported here so that `expctl --help` stays fast and modules stay one-per-command.
+    from expctl.cli import cmd_validate
+
+    for module in (cmd_validate,):
+        module.register(cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the command and turns every outcome into an exit code."""
+    _register()
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    sys.exit(run(argv, debug))
+
+
+def run(argv: list[str] | None, debug: bool = False) -> int:
+    try:
+        result: Any = cli.main(args=argv, prog_name="expctl", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return int(ExitCode.ERROR)
+    except click.ClickException as err:
+        err.show()
+        return int(ExitCode.ERROR)
+    except ExpctlError as err:
+        click.echo(f"error: {err}", err=True)
+        if debug:
+            traceback.print_exc()
+        return int(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    except Exception as err:
+        # Unexpected: say what kind of failure without echoing arguments, which may hold data.
+        click.echo(f"internal error: {type(err).__name__}; re-run with --debug for the traceback", err=True)
+        if debug:
+            traceback.print_exc()
+        return int(ExitCode.ERROR)
+    return int(result) if isinstance(result, int) else 0

@@ -1,0 +1,54 @@
+"""`expctl validate` and `expctl schema`: offline checks of the manifests and their JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from expctl.errors import ExitCode
+from expctl.manifest.load import load_directory
+from expctl.manifest.model import manifest_json_schema
+from expctl.render.problems import PROBLEM_RENDERERS
+
+DEFAULT_DIR = "experiments.d"
+
+
+@click.command("validate")
+@click.argument("directory", default=DEFAULT_DIR, type=click.Path(path_type=Path), metavar="[DIR]")
+@click.option("--format", "fmt", type=click.Choice(sorted(PROBLEM_RENDERERS)), default="text", show_default=True,
+              help="github prints workflow annotations on the manifest lines.")
+def validate_command(directory: Path, fmt: str) -> int:
+    """Check the manifests in DIR (default experiments.d) without touching any database.
+
+    Reports every problem of every file in one run, as `path:line:col: CODE message` with a hint.
+    Exit 0 when clean, 1 when there are problems.
+
+    \b
+    Examples:
+      expctl validate
+      expctl validate experiments.d --format json
+      expctl validate --format github        # in a GitHub Actions step
+    """
+    result = load_directory(directory)
+    render = PROBLEM_RENDERERS[fmt]
+    click.echo(render(result.problems, len(result.files), len(result.experiments)), nl=False)
+    return int(ExitCode.ERROR if result.problems else ExitCode.OK)
+
+
+@click.command("schema")
+def schema_command() -> int:
+    """Print the JSON Schema of a manifest (also committed as experiments.schema.json).
+
+    \b
+    Example:
+      expctl schema > experiments.schema.json
+    """
+    click.echo(json.dumps(manifest_json_schema(), indent=2, sort_keys=True))
+    return 0
+
+
+def register(group: click.Group) -> None:
+    group.add_command(validate_command)
+    group.add_command(schema_command)

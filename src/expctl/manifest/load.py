@@ -1,0 +1,221 @@
+"""Loading a manifest directory into desired state, with every problem located — adapter.
+
+Reads files (size, encoding and symlink policy), parses YAML with positions, validates each
+document against the strict model, scans for key-looking strings, and runs the cross-file rules.
+Every problem of every file is collected; nothing stops at the first one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from expctl.errors import Location, Problem
+from expctl.manifest import rules
+from expctl.manifest.model import FromEnv, Manifest
+from expctl.manifest.pydantic_problems import problems_from_validation
+from expctl.manifest.secretscan import find_key_like
+from expctl.manifest.yamlread import Document, parse_documents
+from expctl.secrets import SecretRef
+from expctl.state import DesiredExperiment, DesiredVariant
+
+MAX_FILE_BYTES = 1024 * 1024
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+
+def rule_subject(doc: Document) -> rules.RuleSubject | None:
+    """The fields the cross-manifest rules need, if the document has them with usable types."""
+    data = doc.data
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return None
+    locs = {k: doc.location_of((k,)) for k in ("name", "public_model_id", "status", "archived", "variants")}
+    variants = []
+    for index, item in enumerate(data.get("variants") or []):
+        if isinstance(item, dict) and isinstance(item.get("label"), str):
+            renamed = item.get("renamed_from")
+            variants.append(rules.RuleVariant(
+                item["label"], renamed if isinstance(renamed, str) else None,
+                {k: doc.location_of(("variants", index, k)) for k in ("label", "renamed_from")}))
+    return rules.RuleSubject(
+        name=data["name"], public_model_id=str(data.get("public_model_id", "")), status=str(data.get("status", "draft")),
+        archived=data.get("archived") is True, variants=tuple(variants), field_locations=locs)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    experiments: tuple[DesiredExperiment, ...]
+    problems: tuple[Problem, ...]
+    files: tuple[str, ...]
+
+
+def discover(directory: Path) -> tuple[list[Path], list[Problem]]:
+    """Manifest files under `directory`, sorted; symlinks leaving the directory are refused."""
+    problems: list[Problem] = []
+    if not directory.is_dir():
+        where = Location(str(directory), 1, 1)
+        return [], [Problem("E100", where, "manifest directory not found", "create it or pass DIR")]
+    root = directory.resolve()
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(directory, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for filename in sorted(filenames):
+            path = Path(dirpath) / filename
+            if filename.startswith(".") or path.suffix not in MANIFEST_SUFFIXES:
+                continue
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                problems.append(Problem(
+                    "E106", Location(str(path), 1, 1),
+                    "manifest is a symlink to a file outside the manifest directory",
+                    "copy the manifest into the directory so reviewers see what is applied",
+                ))
+                continue
+            found.append(path)
+    return sorted(found), problems
+
+
+def read_text(path: Path) -> tuple[str | None, list[Problem]]:
+    display = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return None, [Problem("E107", Location(display, 1, 1),
+                                  f"file is {size} bytes, over the 1 MiB limit", "split it into several files")]
+        raw = path.read_bytes()
+    except OSError as err:
+        return None, [Problem("E100", Location(display, 1, 1), f"cannot read file: {err.strerror}", "")]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        before = raw[: err.start]
+        line = before.count(b"\n") + 1
+        col = len(before) - (before.rfind(b"\n") + 1) + 1
+        return None, [Problem("E108", Location(display, line, col), "file is not valid UTF-8 text",
+                              "save the file as UTF-8")]
+    return text.removeprefix("\ufeff"), []
+
+
+def load_directory(directory: Path) -> LoadResult:
+    files, problems = discover(directory)
+    experiments: list[DesiredExperiment] = []
+    subjects: list[rules.RuleSubject] = []
+    for path in files:
+        found, documents, file_problems = load_file(path)
+        experiments.extend(found)
+        problems.extend(file_problems)
+        subjects.extend(s for s in map(rule_subject, documents) if s is not None)
+    cross = rules.cross_manifest_problems(subjects)
+    if cross:
+        # A manifest set that breaks a cross-file rule is not applied at all.
+        problems.extend(cross)
+    return LoadResult(tuple(experiments), tuple(sorted(problems, key=Problem.sort_key)),
+                      tuple(str(f) for f in files))
+
+
+def load_file(path: Path) -> tuple[list[DesiredExperiment], list[Document], list[Problem]]:
+    text, problems = read_text(path)
+    if text is None:
+        return [], [], problems
+    documents, problems = parse_documents(str(path), text)
+    experiments: list[DesiredExperiment] = []
+    for doc in documents:
+        experiment, doc_problems = load_document(doc)
+        problems.extend(doc_problems)
+        if experiment is not None:
+            experiments.append(experiment)
+    return experiments, documents, problems
+
+
+def load_document(doc: Document) -> tuple[DesiredExperiment | None, list[Problem]]:
+    if not isinstance(doc.data, dict):
+        return None, [Problem("E109", doc.start, "a manifest document must be a mapping",
+                              "start the document with 'apiVersion: expctl/v1'")]
+    problems = scan_strings(doc) + check_api_keys(doc)
+    skip = {(*p, "api_key") for p in _variant_paths(doc)}
+    try:
+        manifest = Manifest.model_validate(doc.data, strict=True)
+    except ValidationError as err:
+        problems.extend(problems_from_validation(err, doc, skip_prefixes=skip))
+        return None, problems
+    if problems:
+        return None, problems
+    return to_desired(manifest, doc), []
+
+
+def _variant_paths(doc: Document) -> list[tuple[str | int, ...]]:
+    variants = doc.data.get("variants")
+    return [("variants", i) for i in range(len(variants))] if isinstance(variants, list) else []
+
+
+def check_api_keys(doc: Document) -> list[Problem]:
+    """A literal api key is refused with its own code; only secret references are allowed."""
+    problems = []
+    for path in _variant_paths(doc):
+        variant = doc.data["variants"][path[1]]
+        if not isinstance(variant, dict) or "api_key" not in variant:
+            continue
+        value = variant["api_key"]
+        location = doc.location_of((*path, "api_key"))
+        if isinstance(value, dict) and len(value) == 1 and set(value) <= {"from_env", "from_file"}:
+            continue
+        if isinstance(value, dict):
+            problems.append(Problem("E302", location, "api_key must have exactly one of from_env or from_file",
+                                    "write api_key: {from_env: NAME} or {from_file: PATH}"))
+        else:
+            problems.append(Problem("E301", location, "api_key must be a secret reference, not a literal value",
+                                    "remove the key from the file (rotate it if it was committed) and write "
+                                    "api_key: {from_env: NAME} or {from_file: PATH}"))
+    return problems
+
+
+def _walk_strings(value: Any, path: tuple[str | int, ...]) -> Iterable[tuple[tuple[str | int, ...], str]]:
+    stack: list[tuple[tuple[str | int, ...], Any]] = [(path, value)]
+    while stack:
+        here, item = stack.pop()
+        if isinstance(item, str):
+            yield here, item
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                yield (*here, key), str(key)
+                stack.append(((*here, key), child))
+        elif isinstance(item, list):
+            stack.extend(((*here, i), child) for i, child in enumerate(item))
+
+
+def scan_strings(doc: Document) -> list[Problem]:
+    problems = []
+    for path, text in _walk_strings(doc.data, ()):
+        if len(path) == 3 and path[2] == "api_key":
+            continue  # a literal key is reported by check_api_keys with a better message
+        kind = find_key_like(text)
+        if kind is not None:
+            problems.append(Problem("E303", doc.location_of(path), f"this value looks like a live credential ({kind})",
+                                    "never commit keys: reference them with {from_env: NAME} or {from_file: PATH}"))
+    return problems
+
+
+def _field_locations(doc: Document, base: tuple[str | int, ...], names: Iterable[str]) -> dict[str, Location]:
+    return {n: doc.value_locations[(*base, n)] for n in names if (*base, n) in doc.value_locations}
+
+
+def to_desired(manifest: Manifest, doc: Document) -> DesiredExperiment:
+    variants = []
+    for index, v in enumerate(manifest.variants):
+        base = ("variants", index)
+        key = v.api_key
+        ref = SecretRef("env", key.from_env) if isinstance(key, FromEnv) else SecretRef("file", key.from_file)
+        variants.append(DesiredVariant(
+            label=v.label, weight=v.weight, upstream=v.upstream.model_dump(exclude_none=True, mode="json"),
+            api_key=ref, renamed_from=v.renamed_from, location=doc.location_of(base),
+            field_locations=_field_locations(doc, base, ("label", "weight", "upstream", "api_key", "renamed_from")),
+        ))
+    fields = ("name", "public_model_id", "display_name", "description", "status", "archived", "variants")
+    return DesiredExperiment(
+        name=manifest.name, public_model_id=manifest.public_model_id, display_name=manifest.display_name,
+        description=manifest.description, status=manifest.status, archived=manifest.archived,
+        variants=tuple(variants), location=doc.start, field_locations=_field_locations(doc, (), fields),
+    )

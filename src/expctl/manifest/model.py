@@ -1,0 +1,102 @@
+"""The manifest language (DESIGN §2, §1.3) as strict, frozen pydantic models.
+
+These models are the single source of the manifest's JSON Schema (`expctl schema`). Validation
+errors are mapped back to `path:line:col` by the loader; messages here never echo input values,
+because a misplaced secret must not be printed back.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+
+API_VERSION = "expctl/v1"
+KIND = "ModelExperiment"
+NAME_PATTERN = r"^[a-z0-9-]+$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+SCHEMA_URL_COMMENT = "# yaml-language-server: $schema=../experiments.schema.json"
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+
+
+def _check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL with a host, e.g. https://api.example.com/v1")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials; put the key in api_key as a secret reference")
+    return value
+
+
+HttpUrlText = Annotated[str, AfterValidator(_check_url), Field(json_schema_extra={"format": "uri"})]
+
+
+class OpencodeSettings(StrictModel):
+    ai_sdk_provider: Literal["anthropic", "openai", "openai-compatible", "openrouter", "alibaba"] | None = None
+
+
+class OpenclawSettings(StrictModel):
+    api_adapter: Literal["openai-completions", "openai-responses", "anthropic-messages"] | None = None
+
+
+class Upstream(StrictModel):
+    """What the gateway stores in `model_experiment_variant_version.upstream`: strict, no keys."""
+
+    internal_id: str = Field(min_length=1)
+    base_url: HttpUrlText
+    opencode_settings: OpencodeSettings | None = None
+    openclaw_settings: OpenclawSettings | None = None
+    extra_body: dict[str, JsonValue] | None = None
+    remove_from_body: list[str] | None = None
+    add_cache_breakpoints: bool | None = None
+    inject_reasoning_into_content: bool | None = None
+
+
+class FromEnv(StrictModel):
+    """The secret is the value of an environment variable."""
+
+    from_env: str = Field(pattern=ENV_NAME_PATTERN)
+
+
+class FromFile(StrictModel):
+    """The secret is a file's UTF-8 text, one trailing newline stripped."""
+
+    from_file: str = Field(min_length=1)
+
+
+class Variant(StrictModel):
+    label: str = Field(min_length=1, max_length=64)
+    renamed_from: str | None = Field(default=None, min_length=1, max_length=64)
+    weight: int = Field(gt=0, le=1_000_000)
+    upstream: Upstream
+    api_key: FromEnv | FromFile
+
+
+class Manifest(StrictModel):
+    """One model experiment, identified by `name` for its whole life."""
+
+    apiVersion: Literal["expctl/v1"]  # the manifest spells it so (Kubernetes style)
+    kind: Literal["ModelExperiment"]
+    name: str = Field(pattern=NAME_PATTERN, min_length=1, max_length=200)
+    public_model_id: str = Field(min_length=1, max_length=500)
+    display_name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    status: Literal["draft", "active", "paused", "completed"] = "draft"
+    archived: bool = False
+    variants: list[Variant] = Field(default_factory=list)
+
+
+def manifest_json_schema() -> dict[str, Any]:
+    schema = Manifest.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://expctl.dev/schemas/manifest-v1.json"
+    return schema
+
+
+def is_valid_name(value: str) -> bool:
+    return re.fullmatch(NAME_PATTERN, value) is not None

@@ -1,0 +1,114 @@
+"""Rules that span fields or manifests (DESIGN §2) — pure core.
+
+Each rule reports at the line of the field concerned and names the other place involved, so the
+reader can fix either side.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from expctl.errors import Location, Problem
+from expctl.state import ROUTED_STATUSES
+
+
+@dataclass(frozen=True)
+class RuleVariant:
+    label: str
+    renamed_from: str | None
+    field_locations: Mapping[str, Location] = field(default_factory=dict)
+
+    def loc(self, name: str) -> Location:
+        return self.field_locations[name]
+
+
+@dataclass(frozen=True)
+class RuleSubject:
+    """What the cross-field rules read of a manifest, taken even from documents with other errors,
+    so that one run reports every problem."""
+
+    name: str
+    public_model_id: str
+    status: str
+    archived: bool
+    variants: tuple[RuleVariant, ...]
+    field_locations: Mapping[str, Location] = field(default_factory=dict)
+
+    def loc(self, name: str) -> Location:
+        return self.field_locations[name]
+
+
+def cross_manifest_problems(experiments: Sequence[RuleSubject]) -> list[Problem]:
+    problems: list[Problem] = []
+    problems += duplicate_names(experiments)
+    problems += routing_conflicts(experiments)
+    for experiment in experiments:
+        problems += variant_label_problems(experiment)
+        problems += archived_active(experiment)
+    return problems
+
+
+def _first_seen(items: Sequence[tuple[str, Location]]) -> list[tuple[Location, Location, str]]:
+    """For each repeated key: (this location, first location, key)."""
+    first: dict[str, Location] = {}
+    repeats = []
+    for key, location in items:
+        if key in first:
+            repeats.append((location, first[key], key))
+        else:
+            first[key] = location
+    return repeats
+
+
+def duplicate_names(experiments: Sequence[RuleSubject]) -> list[Problem]:
+    return [
+        Problem("E401", here, f"name '{name}' is already used at {first}",
+                "give each experiment its own name; the name is its identity")
+        for here, first, name in _first_seen([(e.name, e.loc("name")) for e in experiments])
+    ]
+
+
+def routing_conflicts(experiments: Sequence[RuleSubject]) -> list[Problem]:
+    wanting: dict[str, list[RuleSubject]] = defaultdict(list)
+    for experiment in experiments:
+        if experiment.status in ROUTED_STATUSES:
+            wanting[experiment.public_model_id].append(experiment)
+    problems = []
+    for public_id, group in wanting.items():
+        for other in group[1:]:
+            problems.append(Problem(
+                "E403", other.loc("status"),
+                f"'{other.name}' and '{group[0].name}' ({group[0].loc('status')}) both want "
+                f"{public_id} active or paused",
+                "only one experiment per public_model_id can route: complete or draft the other one",
+            ))
+    return problems
+
+
+def variant_label_problems(experiment: RuleSubject) -> list[Problem]:
+    problems = [
+        Problem("E402", here, f"label '{label}' is already used at {first} in '{experiment.name}'",
+                "give each variant a unique label")
+        for here, first, label in _first_seen([(v.label, v.loc("label")) for v in experiment.variants])
+    ]
+    labels = {v.label for v in experiment.variants}
+    renames = [(v.renamed_from, v.loc("renamed_from")) for v in experiment.variants if v.renamed_from]
+    for old, location in renames:
+        if old in labels:
+            problems.append(Problem("E404", location, f"renamed_from '{old}' is still the label of another variant",
+                                    "drop renamed_from, or rename that other variant too"))
+    problems += [
+        Problem("E404", here, f"two variants say renamed_from '{old}' (first at {first})",
+                "only one variant can take over an old label")
+        for here, first, old in _first_seen([(o, loc) for o, loc in renames if o is not None])
+    ]
+    return problems
+
+
+def archived_active(experiment: RuleSubject) -> list[Problem]:
+    if experiment.status == "active" and experiment.archived:
+        return [Problem("E405", experiment.loc("archived"), "an active experiment cannot be archived",
+                        "set archived: false, or pause/complete the experiment before archiving it")]
+    return []

@@ -1,0 +1,327 @@
+"""The planner: (desired manifests, actual state) -> Plan. Pure: no I/O, no clock, no environment.
+
+Experiments are matched by manifest name ↔ bound experiment and variants by label (or
+`renamed_from`), by set algebra over those keys; then fields are compared one by one. Whether an
+edit or transition is allowed comes from the tables in `lifecycle`; a refused change is recorded,
+never raised. Activation conflicts need the whole plan, so they are checked in a second pass.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from expctl import lifecycle
+from expctl.bucketing import shares
+from expctl.errors import Location
+from expctl.lifecycle import Check, Edit
+from expctl.plan import CHECKED_AT_APPLY, Change, ChangeKind, ExperimentPlan, Plan, UnmanagedExperiment
+from expctl.state import (
+    ROUTED_STATUSES,
+    ActualExperiment,
+    ActualState,
+    ActualVariant,
+    DesiredExperiment,
+    DesiredVariant,
+    KeyComparison,
+    canonical_json,
+    digest,
+    state_fingerprint,
+)
+
+KeyChecks = Mapping[tuple[str, str], KeyComparison]
+_UNKNOWN_KEY = KeyComparison("unknown", None)
+
+
+def match_variants(
+    desired: DesiredExperiment, actual: ActualExperiment | None
+) -> tuple[list[tuple[DesiredVariant, ActualVariant | None]], list[ActualVariant]]:
+    """Pairs each desired variant with its row (by label, else by renamed_from); returns leftovers."""
+    by_label = {v.label: v for v in actual.variants} if actual else {}
+    desired_labels = {v.label for v in desired.variants}
+    used: set[str] = set()
+    pairs: list[tuple[DesiredVariant, ActualVariant | None]] = []
+    for variant in desired.variants:
+        row = by_label.get(variant.label)
+        if row is None and variant.renamed_from and variant.renamed_from not in desired_labels:
+            row = by_label.get(variant.renamed_from)
+        if row is not None and row.id in used:
+            row = None
+        if row is not None:
+            used.add(row.id)
+        pairs.append((variant, row))
+    leftovers = [v for v in (actual.variants if actual else ()) if v.id not in used]
+    return pairs, sorted(leftovers, key=lambda v: v.label)
+
+
+@dataclass(frozen=True)
+class _Context:
+    key_checks: KeyChecks
+    prune: bool
+
+
+def _edit(kind: ChangeKind, edit: Edit, status: str, location: Location, **values: object) -> Change:
+    allowed = lifecycle.edit_allowed(edit, status)
+    reason = None if allowed else lifecycle.edit_refusal(edit, status)
+    return Change(kind, allowed=allowed, reason=reason, location=location, **values)  # type: ignore[arg-type]
+
+
+def _key_after(check: KeyComparison, variant: DesiredVariant) -> str:
+    if check.desired_fingerprint is not None:
+        return check.desired_fingerprint
+    return f"{CHECKED_AT_APPLY} ({variant.api_key.describe()})"
+
+
+def _variant_record(variant: DesiredVariant, check: KeyComparison) -> dict[str, object]:
+    return {"weight": variant.weight, "upstream": dict(variant.upstream), "api_key": _key_after(check, variant)}
+
+
+def _weights_shares(variants: Sequence[DesiredVariant] | Sequence[ActualVariant]) -> dict[str, float]:
+    return shares({v.label: v.weight for v in variants}) if variants else {}
+
+
+def _activation_problems(desired: DesiredExperiment) -> list[str]:
+    failed = []
+    if not desired.variants:
+        failed.append(Check.HAS_VARIANTS.value)
+    if any(v.weight <= 0 for v in desired.variants):
+        failed.append(Check.WEIGHTS_POSITIVE.value)
+    if desired.archived:
+        failed.append(Check.NOT_ARCHIVED.value)
+    return failed
+
+
+def _transition(current: str, desired: DesiredExperiment) -> Change:
+    rule = lifecycle.transition_rule(current, desired.status)
+    location = desired.loc("status")
+    if not rule.allowed:
+        return Change(ChangeKind.TRANSITION, field="status", before=current, after=desired.status,
+                      allowed=False, reason=rule.refusal, location=location, routing=True)
+    failed = _activation_problems(desired) if rule.checks else []
+    reason = f"activation needs: {', '.join(failed)}" if failed else None
+    return Change(ChangeKind.TRANSITION, field="status", before=current, after=desired.status,
+                  allowed=not failed, reason=reason, location=location, routing=True)
+
+
+def plan_create(desired: DesiredExperiment, ctx: _Context) -> list[Change]:
+    checks = {v.label: ctx.key_checks.get((desired.name, v.label), _UNKNOWN_KEY) for v in desired.variants}
+    create_ok = desired.status in ("draft", "active")
+    changes = [Change(
+        ChangeKind.CREATE_EXPERIMENT, before=None, location=desired.location, allowed=create_ok,
+        reason=None if create_ok else f"a new experiment starts as draft or active, not {desired.status}: "
+        "set status: draft (or active)",
+        after={"public_model_id": desired.public_model_id, "display_name": desired.display_name,
+               "description": desired.description, "status": "draft", "archived": desired.archived},
+    )]
+    changes += [
+        Change(ChangeKind.ADD_VARIANT, variant=v.label, after=_variant_record(v, checks[v.label]), location=v.location)
+        for v in desired.variants
+    ]
+    if desired.status == "active":
+        changes.append(_transition("draft", desired))
+    return changes
+
+
+def _field_changes(desired: DesiredExperiment, actual: ActualExperiment, status: str) -> list[Change]:
+    changes = []
+    for field, before, after in (
+        ("display_name", actual.name, desired.display_name),
+        ("description", actual.description, desired.description),
+    ):
+        if before != after:
+            changes.append(_edit(ChangeKind.UPDATE_FIELD, Edit.METADATA, status, desired.loc(field),
+                                 field=field, before=before, after=after))
+    if actual.public_model_id != desired.public_model_id:
+        changes.append(_edit(ChangeKind.UPDATE_FIELD, Edit.PUBLIC_MODEL_ID, actual.status,
+                             desired.loc("public_model_id"), field="public_model_id",
+                             before=actual.public_model_id, after=desired.public_model_id, routing=True))
+    if desired.archived != actual.is_archived:
+        kind, edit = (ChangeKind.ARCHIVE, Edit.ARCHIVE) if desired.archived else (ChangeKind.UNARCHIVE, Edit.UNARCHIVE)
+        changes.append(_edit(kind, edit, status, desired.loc("archived"), field="archived",
+                             before=actual.is_archived, after=desired.archived))
+    return changes
+
+
+def _version_changes(
+    desired: DesiredExperiment, variant: DesiredVariant, row: ActualVariant, status: str, ctx: _Context
+) -> list[Change]:
+    routing = status in ROUTED_STATUSES
+    version = row.current_version
+    check = ctx.key_checks.get((desired.name, variant.label), _UNKNOWN_KEY)
+    if version is None or canonical_json(version.upstream) != canonical_json(variant.upstream):
+        return [_edit(ChangeKind.HOT_SWAP, Edit.HOT_SWAP, status, variant.loc("upstream"), variant=variant.label,
+                      before=None if version is None else dict(version.upstream),
+                      after={**dict(variant.upstream)}, routing=routing)]
+    if desired.status == "completed" or check.result == "same":
+        return []  # secrets of completed experiments are never resolved or compared (DESIGN §2)
+    if check.result == "changed":
+        return [_edit(ChangeKind.ROTATE_KEY, Edit.ROTATE_KEY, status, variant.loc("api_key"), variant=variant.label,
+                      field="api_key", before=check.current_fingerprint, after=check.desired_fingerprint,
+                      routing=routing)]
+    return [_edit(ChangeKind.ROTATE_KEY, Edit.ROTATE_KEY, status, variant.loc("api_key"), variant=variant.label,
+                  field="api_key", before=None, after=_key_after(check, variant), routing=routing,
+                  reason=CHECKED_AT_APPLY)]
+
+
+def _variant_changes(desired: DesiredExperiment, actual: ActualExperiment, status: str, ctx: _Context) -> list[Change]:
+    pairs, leftovers = match_variants(desired, actual)
+    changes: list[Change] = []
+    for variant, row in pairs:
+        if row is None:
+            check = ctx.key_checks.get((desired.name, variant.label), _UNKNOWN_KEY)
+            changes.append(_edit(ChangeKind.ADD_VARIANT, Edit.VARIANT_STRUCTURE, actual.status, variant.location,
+                                 variant=variant.label, after=_variant_record(variant, check)))
+            continue
+        if row.label != variant.label:
+            changes.append(_edit(ChangeKind.RENAME_VARIANT, Edit.RENAME_VARIANT, status, variant.loc("label"),
+                                 variant=variant.label, field="label", before=row.label, after=variant.label))
+        if row.weight != variant.weight:
+            changes.append(_edit(ChangeKind.REWEIGHT_VARIANT, Edit.VARIANT_STRUCTURE, actual.status,
+                                 variant.loc("weight"), variant=variant.label, field="weight",
+                                 before=row.weight, after=variant.weight))
+        changes += _version_changes(desired, variant, row, status, ctx)
+    changes += [
+        _edit(ChangeKind.REMOVE_VARIANT, Edit.VARIANT_STRUCTURE, actual.status, desired.loc("variants"),
+              variant=row.label, before={"weight": row.weight}, after=None)
+        for row in leftovers
+    ]
+    return changes
+
+
+def plan_update(desired: DesiredExperiment, actual: ActualExperiment, ctx: _Context) -> list[Change]:
+    status = lifecycle.status_for_edits(actual.status, desired.status)
+    changes = _field_changes(desired, actual, status) + _variant_changes(desired, actual, status, ctx)
+    if desired.status != actual.status:
+        changes.insert(0, _transition(actual.status, desired))
+    return changes
+
+
+def plan_removed(actual: ActualExperiment, ctx: _Context) -> tuple[list[Change], tuple[str, ...]]:
+    if actual.status == "completed":
+        return [Change(ChangeKind.RELEASE, before=actual.managed_name, after=None)], ()
+    if actual.status == "draft":
+        if ctx.prune:
+            return [Change(ChangeKind.DELETE_EXPERIMENT, before="draft", after=None)], ()
+        return [], ("manifest removed: this draft is deleted only with --prune",)
+    return [Change(
+        ChangeKind.DELETE_EXPERIMENT, before=actual.status, after=None, allowed=False, routing=True,
+        reason=f"manifest removed while {actual.status}: restore it and set status: completed first; "
+        "a completed experiment's manifest can then be removed (it is released, not deleted)",
+    )], ()
+
+
+_ORDER = {kind: i for i, kind in enumerate((
+    ChangeKind.CREATE_EXPERIMENT, ChangeKind.TRANSITION, ChangeKind.UPDATE_FIELD, ChangeKind.UNARCHIVE,
+    ChangeKind.ARCHIVE, ChangeKind.RENAME_VARIANT, ChangeKind.REMOVE_VARIANT, ChangeKind.ADD_VARIANT,
+    ChangeKind.REWEIGHT_VARIANT, ChangeKind.HOT_SWAP, ChangeKind.ROTATE_KEY, ChangeKind.DELETE_EXPERIMENT,
+    ChangeKind.RELEASE,
+))}
+
+
+def _sort_key(change: Change) -> tuple[int, int, str, str]:
+    activation = change.kind is ChangeKind.TRANSITION and change.after == "active"
+    return (1 if activation else 0, _ORDER[change.kind], change.variant or "", change.field or "")
+
+
+def _final_status(desired: DesiredExperiment | None, actual: ActualExperiment | None, changes: list[Change]) -> str:
+    transition = next((c for c in changes if c.kind is ChangeKind.TRANSITION), None)
+    if transition is not None and transition.allowed and desired is not None:
+        return desired.status
+    if actual is not None:
+        return actual.status
+    return "draft"
+
+
+def _final_public_id(desired: DesiredExperiment | None, actual: ActualExperiment | None, changes: list[Change]) -> str:
+    moved = any(c.field == "public_model_id" and c.allowed for c in changes)
+    if desired is not None and (actual is None or moved):
+        return desired.public_model_id
+    assert actual is not None
+    return actual.public_model_id
+
+
+def build_plan(
+    desired: Sequence[DesiredExperiment], actual: ActualState, key_checks: KeyChecks, prune: bool = False
+) -> Plan:
+    ctx = _Context(key_checks, prune)
+    desired_by_name = {d.name: d for d in desired}
+    bound = actual.by_managed_name()
+    drafts: list[tuple[str, DesiredExperiment | None, ActualExperiment | None, list[Change], tuple[str, ...]]] = []
+    for name in sorted(set(desired_by_name) | set(bound)):
+        d, a = desired_by_name.get(name), bound.get(name)
+        notes: tuple[str, ...] = ()
+        if a is None:
+            assert d is not None
+            changes = plan_create(d, ctx)
+        elif d is None:
+            changes, notes = plan_removed(a, ctx)
+        else:
+            changes = plan_update(d, a, ctx)
+        drafts.append((name, d, a, changes, notes))
+    routed = _final_routing(drafts, actual)
+    experiments = tuple(_finish(name, d, a, changes, notes, routed) for name, d, a, changes, notes in drafts)
+    return _assemble(experiments, desired, actual, routed)
+
+
+_Draft = tuple[str, DesiredExperiment | None, ActualExperiment | None, list[Change], tuple[str, ...]]
+
+
+def _final_routing(drafts: list[_Draft], actual: ActualState) -> dict[str, list[tuple[str, str]]]:
+    """public id -> [(experiment key, description)] routed once the plan is applied."""
+    routed: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for name, d, a, changes, _ in drafts:
+        if _final_status(d, a, changes) in ROUTED_STATUSES:
+            routed[_final_public_id(d, a, changes)].append((f"managed:{name}", f"'{name}'"))
+    for experiment in actual.experiments:
+        if experiment.managed_name is None and experiment.routed:
+            routed[experiment.public_model_id].append((
+                f"row:{experiment.id}",
+                f"unmanaged experiment '{experiment.name}' (id {experiment.id}, {experiment.status})",
+            ))
+    return routed
+
+
+def _finish(
+    name: str, d: DesiredExperiment | None, a: ActualExperiment | None, changes: list[Change],
+    notes: tuple[str, ...], routed: Mapping[str, list[tuple[str, str]]],
+) -> ExperimentPlan:
+    public_id = _final_public_id(d, a, changes)
+    blockers = [text for key, text in routed.get(public_id, []) if key != f"managed:{name}"]
+    after_shares = _weights_shares(d.variants) if d else {}
+    finished = []
+    for change in changes:
+        if change.kind is ChangeKind.TRANSITION and change.after == "active" and change.allowed and blockers:
+            change = replace(change, allowed=False, reason=(
+                f"{public_id} is already routed by {', '.join(blockers)}: complete or pause-and-complete it "
+                "first (an unmanaged one in the admin UI, or adopt it with `expctl import`)"))
+        if change.routing:
+            change = replace(change, shares_after=after_shares)
+        finished.append(change)
+    return ExperimentPlan(
+        name=name, public_model_id=d.public_model_id if d else public_id,
+        experiment_id=a.id if a else None, changes=tuple(sorted(finished, key=_sort_key)),
+        shares_before=_weights_shares(a.variants) if a else {}, shares_after=after_shares, notes=notes,
+    )
+
+
+def _assemble(
+    experiments: tuple[ExperimentPlan, ...], desired: Sequence[DesiredExperiment], actual: ActualState,
+    routed: Mapping[str, list[tuple[str, str]]],
+) -> Plan:
+    planned_ids = {e.public_model_id for e in experiments} | {d.public_model_id for d in desired}
+    bound = [e for e in actual.experiments if e.managed_name is not None]
+    related = [e for e in actual.experiments if e.managed_name is None and e.public_model_id in planned_ids]
+    return Plan(
+        experiments=experiments,
+        unmanaged=tuple(sorted(
+            (UnmanagedExperiment(e.id, e.name, e.public_model_id, e.status)
+             for e in actual.experiments if e.managed_name is None),
+            key=lambda u: (u.public_model_id, u.name, u.id))),
+        state_fingerprint=state_fingerprint(bound + related),
+        manifests_digest=digest(sorted((d.to_record() for d in desired), key=lambda r: str(r["name"]))),
+        membership_before=actual.membership,
+        membership_after=tuple(sorted(public_id for public_id, owners in routed.items() if owners)),
+        membership_db=actual.routed_membership(),
+        membership_corrupt=not actual.membership_raw_ok,
+    )

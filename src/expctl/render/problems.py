@@ -1,0 +1,58 @@
+"""Renders manifest problems as text, JSON or GitHub workflow annotations — pure core."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from expctl.errors import Problem
+
+
+def problems_text(problems: Sequence[Problem], files: int, experiments: int) -> str:
+    if not problems:
+        return f"OK: {experiments} experiment(s) in {files} file(s), no problems\n"
+    lines = []
+    for p in problems:
+        lines.append(f"{p.location}: {p.code} {p.message}")
+        if p.hint:
+            lines.append(f"    hint: {p.hint}")
+    paths = {p.location.path for p in problems}
+    lines.append(f"{len(problems)} problem(s) in {len(paths)} file(s)")
+    return "\n".join(lines) + "\n"
+
+
+def problems_json(problems: Sequence[Problem], files: int, experiments: int) -> str:
+    record = {
+        "ok": not problems,
+        "files": files,
+        "experiments": experiments,
+        "problems": [p.to_record() for p in problems],
+    }
+    return json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_annotation(level: str, path: str, line: int, col: int, title: str, message: str) -> str:
+    """One GitHub Actions workflow command, escaped as the runner expects."""
+    props = f"file={_escape_property(path)},line={line},col={col},title={_escape_property(title)}"
+    return f"::{level} {props}::{_escape_data(message)}"
+
+
+def problems_github(problems: Sequence[Problem], files: int, experiments: int) -> str:
+    lines = [
+        github_annotation("error", p.location.path, p.location.line, p.location.col, p.code,
+                          f"{p.message}" + (f" — {p.hint}" if p.hint else ""))
+        for p in problems
+    ]
+    lines.append(problems_text(problems, files, experiments).rstrip("\n").splitlines()[-1])
+    return "\n".join(lines) + "\n"
+
+
+PROBLEM_RENDERERS = {"text": problems_text, "json": problems_json, "github": problems_github}

@@ -1,0 +1,114 @@
+"""Secret references and the resolvers that turn them into values (DESIGN §2).
+
+A manifest's `api_key` is only ever a reference, `{from_env: NAME}` or `{from_file: PATH}`; its
+`SecretRef.describe()` is safe to print, the resolved value never is. Every resolver implements
+`SecretResolver.resolve`, returning None when the secret is not available in this environment
+(the caller decides whether that is "checked at apply" or an error).
+
+`DefaultResolver` policy:
+
+- env: the variable's value; unset *or empty* counts as not available, because CI systems render
+  a missing secret as an empty string.
+- file: the file's bytes decoded as UTF-8 with exactly one trailing newline removed (`\\n`, or
+  `\\r\\n` as a unit) — the one an editor or `echo` adds; anything more is part of the secret.
+  Absolute paths are used as they are (e.g. `/run/secrets/x`); relative paths resolve against the
+  `base_dir` the caller passes (the repository root / working directory), never against the
+  manifest's own directory, so one reference means one file wherever the manifest lives.
+  Symlinks are followed deliberately: orchestrators (Kubernetes, Docker, Vault agents) mount
+  secrets as symlinks that rotate underneath.
+  A missing file is not available (None); an empty file (after the newline strip) is treated the
+  same way, as an empty API key is never real. A directory, an unreadable file or non-UTF-8
+  content is a `SecretError` naming the path.
+- Results are cached per reference, so one run sees one value even if a file rotates mid-run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from expctl.errors import SecretError
+
+__all__ = ["DefaultResolver", "SecretRef", "SecretResolver"]
+
+SecretKind = Literal["env", "file"]
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives: an environment variable name or a file path. Safe to print."""
+
+    kind: SecretKind
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("env", "file"):
+            raise ValueError(f"secret reference kind must be 'env' or 'file', got {self.kind!r}")
+        if not self.name:
+            raise ValueError(f"{self.kind} secret reference needs a non-empty name")
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+class SecretResolver(Protocol):
+    """Turns a reference into its value; None means not available in this environment."""
+
+    def resolve(self, ref: SecretRef) -> str | None: ...
+
+
+def _strip_one_newline(text: str) -> str:
+    if text.endswith("\r\n"):
+        return text[:-2]
+    if text.endswith("\n"):
+        return text[:-1]
+    return text
+
+
+@dataclass
+class DefaultResolver:
+    """Resolves `env` references from `env` and `file` references relative to `base_dir`."""
+
+    env: Mapping[str, str]
+    base_dir: Path
+    _cache: dict[SecretRef, str | None] = field(default_factory=dict, init=False, repr=False)
+
+    def __repr__(self) -> str:
+        # The default repr would print the whole environment mapping, secrets included.
+        return f"DefaultResolver(base_dir={str(self.base_dir)!r})"
+
+    def resolve(self, ref: SecretRef) -> str | None:
+        if ref not in self._cache:
+            self._cache[ref] = self._resolve_env(ref.name) if ref.kind == "env" else self._read_file(ref)
+        return self._cache[ref]
+
+    def path_of(self, ref: SecretRef) -> Path:
+        """The file a `file` reference points at (before following symlinks)."""
+        path = Path(ref.name)
+        return path if path.is_absolute() else self.base_dir / path
+
+    def _resolve_env(self, name: str) -> str | None:
+        return self.env.get(name) or None
+
+    def _read_file(self, ref: SecretRef) -> str | None:
+        path = self.path_of(ref)
+        where = ref.describe() if str(path) == ref.name else f"{ref.describe()} ({path})"
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            raise SecretError(f"secret {where} is a directory, not a file") from None
+        except OSError as exc:
+            # strerror only ("Permission denied"): no contents can be in it.
+            raise SecretError(
+                f"secret {where} cannot be read: {exc.strerror or type(exc).__name__}"
+            ) from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            # The exception's own message quotes the offending bytes: never let it surface.
+            raise SecretError(f"secret {where} is not valid UTF-8") from None
+        return _strip_one_newline(text) or None

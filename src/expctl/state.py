@@ -1,0 +1,170 @@
+"""Desired and actual state records (frozen dataclasses) and their fingerprints.
+
+Desired state comes from the manifests, actual state from PostgreSQL (+ the Redis membership key).
+Both are inert data; the planner compares them. JSON-like fields (upstream, encrypted key) are kept
+as plain mappings and compared by their canonical JSON text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from expctl.errors import Location
+from expctl.secrets import SecretRef
+
+Status = Literal["draft", "active", "paused", "completed"]
+ROUTED_STATUSES: frozenset[str] = frozenset({"active", "paused"})
+
+
+def canonical_json(value: Any) -> str:
+    """A stable JSON text for hashing and equality of JSON-like values."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def digest(value: Any) -> str:
+    return "sha256:" + hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class DesiredVariant:
+    label: str
+    weight: int
+    upstream: Mapping[str, Any]
+    api_key: SecretRef
+    renamed_from: str | None
+    location: Location
+    field_locations: Mapping[str, Location] = field(default_factory=dict, compare=False)
+
+    def loc(self, name: str) -> Location:
+        return self.field_locations.get(name, self.location)
+
+
+@dataclass(frozen=True)
+class DesiredExperiment:
+    name: str
+    public_model_id: str
+    display_name: str
+    description: str | None
+    status: Status
+    archived: bool
+    variants: tuple[DesiredVariant, ...]
+    location: Location
+    field_locations: Mapping[str, Location] = field(default_factory=dict, compare=False)
+
+    def loc(self, name: str) -> Location:
+        return self.field_locations.get(name, self.location)
+
+    def to_record(self) -> dict[str, Any]:
+        """Everything the manifest says (secret references, never values), for the manifests digest."""
+        return {
+            "name": self.name,
+            "public_model_id": self.public_model_id,
+            "display_name": self.display_name,
+            "description": self.description,
+            "status": self.status,
+            "archived": self.archived,
+            "variants": [
+                {
+                    "label": v.label,
+                    "weight": v.weight,
+                    "upstream": dict(v.upstream),
+                    "api_key": v.api_key.describe(),
+                    "renamed_from": v.renamed_from,
+                }
+                for v in self.variants
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class ActualVersion:
+    id: str
+    upstream: Mapping[str, Any]
+    encrypted_api_key: Mapping[str, Any]
+    effective_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ActualVariant:
+    id: str
+    label: str
+    weight: int
+    current_version: ActualVersion | None
+
+
+@dataclass(frozen=True)
+class ActualExperiment:
+    id: str
+    public_model_id: str
+    name: str
+    description: str | None
+    status: Status
+    is_archived: bool
+    variants: tuple[ActualVariant, ...]
+    managed_name: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def routed(self) -> bool:
+        return self.status in ROUTED_STATUSES
+
+    def fingerprint_record(self) -> dict[str, Any]:
+        """What a saved plan depends on: every field expctl compares or guards on."""
+        return {
+            "id": self.id,
+            "public_model_id": self.public_model_id,
+            "name": self.name,
+            "description": self.description,
+            "status": self.status,
+            "is_archived": self.is_archived,
+            "managed_name": self.managed_name,
+            "variants": [
+                {
+                    "id": v.id,
+                    "label": v.label,
+                    "weight": v.weight,
+                    "version": v.current_version.id if v.current_version else None,
+                }
+                for v in sorted(self.variants, key=lambda v: v.id)
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class ActualState:
+    experiments: tuple[ActualExperiment, ...]
+    membership: tuple[str, ...] | None = None
+    membership_raw_ok: bool = True
+
+    def by_managed_name(self) -> dict[str, ActualExperiment]:
+        return {e.managed_name: e for e in self.experiments if e.managed_name is not None}
+
+    def routed_membership(self) -> tuple[str, ...]:
+        return tuple(sorted({e.public_model_id for e in self.experiments if e.routed}))
+
+
+def state_fingerprint(experiments: list[ActualExperiment]) -> str:
+    return digest(sorted((e.fingerprint_record() for e in experiments), key=lambda r: str(r["id"])))
+
+
+KeyCheck = Literal["same", "changed", "unknown"]
+
+
+@dataclass(frozen=True)
+class KeyComparison:
+    """Outcome of comparing a desired secret with a variant's current stored key.
+
+    Computed at the edge (decryption needs the BYOK key); the planner only reads it.
+    `desired_fingerprint` is None when the secret is not available here.
+    """
+
+    result: KeyCheck
+    desired_fingerprint: str | None
+    current_fingerprint: str | None = None
