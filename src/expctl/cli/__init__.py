@@ -15,7 +15,8 @@ from typing import Any
 import click
 
 from expctl import __version__
-from expctl.errors import ExitCode, ExpctlError
+from expctl.errors import ExitCode, ExpctlError, ManifestError
+from expctl.render.problems import problems_text
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -50,9 +51,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     # Imported here so that `expctl --help` stays fast and modules stay one-per-command.
-    from expctl.cli import cmd_validate
+    from expctl.cli import cmd_cache, cmd_db, cmd_history, cmd_import, cmd_plan, cmd_simulate, cmd_validate
 
-    for module in (cmd_validate,):
+    for module in (cmd_validate, cmd_plan, cmd_db, cmd_cache, cmd_history, cmd_import, cmd_simulate):
         module.register(cli)
 
 
@@ -75,6 +76,9 @@ def run(argv: list[str] | None, debug: bool = False) -> int:
         err.show()
         return int(ExitCode.ERROR)
     except ExpctlError as err:
+        if isinstance(err, ManifestError):
+            paths = {p.location.path for p in err.problems}
+            click.echo(problems_text(err.problems, len(paths), 0), nl=False, err=True)
         click.echo(f"error: {err}", err=True)
         if debug:
             traceback.print_exc()

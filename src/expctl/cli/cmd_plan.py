@@ -1,0 +1,182 @@
+"""`expctl plan`, `expctl apply` and `expctl reconcile`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from expctl.cli.options import connection_options, dir_option, open_settings
+from expctl.errors import ConfigError, ExitCode, StalePlanError
+from expctl.plan import Plan
+from expctl.render.github_plan import render_github
+from expctl.render.plan_renderers import PLAN_RENDERERS
+from expctl.service import PlanRefused, Settings, apply, make_plan
+
+PLAN_FORMATS = ("text", "markdown", "json", "github")
+
+
+def _color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def _write_atomic(path: Path, content: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(content, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _render(plan: Plan, fmt: str) -> str:
+    record = plan.to_record()
+    if fmt == "github":
+        return render_github(record)
+    return PLAN_RENDERERS[fmt](record, _color() and fmt == "text")
+
+
+@click.command("plan")
+@dir_option
+@click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="text", show_default=True,
+              help="text for terminals, markdown for PR comments, json (the published format), github annotations.")
+@click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write the JSON plan to FILE (what `expctl apply FILE` consumes).")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when there are none.")
+@click.option("--prune", is_flag=True, help="Delete bound drafts whose manifest was removed.")
+@connection_options
+def plan_command(manifest_dir: Path, fmt: str, out: Path | None, detailed_exitcode: bool, prune: bool,
+                 **conn: Any) -> int:
+    """Show what reconcile would change, without changing anything (read-only transaction).
+
+    \b
+    Examples:
+      expctl plan
+      expctl plan --format markdown > comment.md
+      expctl plan --out plan.json --detailed-exitcode
+    """
+    with open_settings(manifest_dir, **conn) as settings:
+        plan = make_plan(settings, prune=prune)
+    if out is not None:
+        _write_atomic(out, PLAN_RENDERERS["json"](plan.to_record(), False))
+    click.echo(_render(plan, fmt), nl=False)
+    if plan.refused:
+        click.echo(f"error: {len(plan.refused)} change(s) refused; apply would change nothing", err=True)
+        return int(ExitCode.ERROR)
+    return int(ExitCode.CHANGES if detailed_exitcode and plan.has_changes else ExitCode.OK)
+
+
+def _confirm_factory(auto_approve: bool, fmt: str) -> Any:
+    def confirm(plan: Plan) -> bool:
+        click.echo(_render(plan, fmt), nl=False)
+        if not plan.has_changes or auto_approve:
+            return True
+        click.echo("")
+        answer = click.prompt("Apply these changes? Only 'yes' is accepted", default="", show_default=False)
+        return bool(answer.strip() == "yes")
+    return confirm
+
+
+def _check_approval_possible(auto_approve: bool) -> None:
+    if not auto_approve and not sys.stdin.isatty():
+        raise ConfigError("not on a terminal: pass --auto-approve to apply without a confirmation prompt")
+
+
+def _check_cache_targets(settings: Settings, skip_cache: bool) -> Settings:
+    if skip_cache:
+        settings.redis_urls = ()
+    elif not settings.redis_urls:
+        raise ConfigError("no Redis URL: the gateway would keep stale routing. Pass --redis-url/REDIS_URL, "
+                          "or --skip-cache to update PostgreSQL only")
+    return settings
+
+
+def _run_apply(settings: Settings, prune: bool, auto_approve: bool, saved: dict[str, Any] | None,
+               command: str) -> int:
+    try:
+        outcome = apply(settings, prune=prune, confirm=_confirm_factory(auto_approve, "text"), saved=saved,
+                        command=command)
+    except PlanRefused as refused:
+        click.echo(_render(refused.plan, "text"), nl=False)
+        raise
+    if outcome.applied:
+        counts = outcome.plan.summary()
+        click.echo(f"Applied {counts['total']} change(s) in one transaction (plan {outcome.plan.plan_id[:19]}).")
+    else:
+        click.echo("Nothing to apply.")
+    if settings.redis_urls:
+        click.echo(f"Redis refreshed on {len(settings.redis_urls)} target(s).")
+    return int(ExitCode.OK)
+
+
+_APPLY_OPTIONS = [
+    click.option("--auto-approve", is_flag=True, help="Apply without asking (required when not on a TTY)."),
+    click.option("--prune", is_flag=True, help="Delete bound drafts whose manifest was removed."),
+    click.option("--lock-timeout", type=float, default=60.0, show_default=True,
+                 help="Seconds to wait for another run's lock (exit 5 on timeout)."),
+    click.option("--skip-cache", is_flag=True, help="Do not touch Redis (PostgreSQL only)."),
+]
+
+
+def _apply_options(func: Any) -> Any:
+    for option in reversed(_APPLY_OPTIONS):
+        func = option(func)
+    return func
+
+
+@click.command("apply")
+@click.argument("planfile", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@dir_option
+@_apply_options
+@connection_options
+def apply_command(planfile: Path | None, manifest_dir: Path, auto_approve: bool, prune: bool, lock_timeout: float,
+                  skip_cache: bool, **conn: Any) -> int:
+    """Apply a saved plan (refused if stale: exit 4) or a fresh plan, in one transaction.
+
+    \b
+    Examples:
+      expctl plan --out plan.json && expctl apply plan.json
+      expctl apply --auto-approve            # fresh plan, no prompt (CI)
+    """
+    _check_approval_possible(auto_approve)
+    saved = None
+    if planfile is not None:
+        try:
+            saved = json.loads(planfile.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as err:
+            raise StalePlanError(f"cannot read the saved plan {planfile}: {type(err).__name__}") from None
+        if not isinstance(saved, dict):
+            raise StalePlanError(f"{planfile} is not a saved expctl plan")
+    with open_settings(manifest_dir, lock_timeout_s=lock_timeout, **conn) as settings:
+        return _run_apply(_check_cache_targets(settings, skip_cache), prune, auto_approve, saved, "apply")
+
+
+@click.command("reconcile")
+@dir_option
+@click.option("--dry-run", is_flag=True, help="Plan only; change nothing.")
+@_apply_options
+@connection_options
+def reconcile_command(manifest_dir: Path, dry_run: bool, auto_approve: bool, prune: bool, lock_timeout: float,
+                      skip_cache: bool, **conn: Any) -> int:
+    """Plan, apply and refresh Redis in one go (what CI runs on merge); also heals cache drift.
+
+    \b
+    Examples:
+      expctl reconcile --dry-run
+      expctl reconcile --auto-approve
+      DATABASE_URL=postgresql://... REDIS_URL=redis://... expctl reconcile --auto-approve
+    """
+    if dry_run:
+        with open_settings(manifest_dir, **conn) as settings:
+            plan = make_plan(settings, prune=prune)
+        click.echo(_render(plan, "text"), nl=False)
+        return int(ExitCode.ERROR if plan.refused else ExitCode.OK)
+    _check_approval_possible(auto_approve)
+    with open_settings(manifest_dir, lock_timeout_s=lock_timeout, **conn) as settings:
+        return _run_apply(_check_cache_targets(settings, skip_cache), prune, auto_approve, None, "reconcile")
+
+
+def register(group: click.Group) -> None:
+    for command in (plan_command, apply_command, reconcile_command):
+        group.add_command(command)

@@ -1,0 +1,225 @@
+"""Use cases wiring the core to the adapters: plan, apply/reconcile, cache check/refresh.
+
+The apply path takes a PostgreSQL advisory lock, re-reads the state inside the lock, re-plans,
+and applies in one transaction; Redis is refreshed only after the commit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from expctl import crypto
+from expctl.cache import Cache
+from expctl.errors import (
+    CacheRefreshFailed,
+    ConfigError,
+    ConflictError,
+    ConnectionFailed,
+    ExpctlError,
+    LockTimeout,
+    ManifestError,
+    RefusedError,
+    StalePlanError,
+)
+from expctl.manifest.load import load_directory
+from expctl.plan import Plan
+from expctl.planner import build_plan, match_variants
+from expctl.secrets import DefaultResolver, SecretResolver
+from expctl.state import ActualState, DesiredExperiment, KeyComparison
+from expctl.store import audit
+from expctl.store.applier import ApplyContext, changed_public_ids, execute
+from expctl.store.db import connect, describe_db_error, missing_tables, read_only
+from expctl.store.reader import read_state, routed_membership
+
+APPLY_LOCK_KEY = 0x657870_63746C  # "expctl" in ASCII: one apply at a time per database
+
+
+@dataclass
+class Settings:
+    manifest_dir: Path
+    database_url: str
+    redis_urls: Sequence[str] = ()
+    redis_prefix: str = "ai-gateway.model-experiments:"
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    base_dir: Path = field(default_factory=Path.cwd)
+    lock_timeout_s: float = 60.0
+
+    def resolver(self) -> SecretResolver:
+        return DefaultResolver(self.env, self.base_dir)
+
+    def byok_key(self) -> bytes | None:
+        return crypto.load_byok_key(self.env)
+
+    def cache(self) -> Cache:
+        return Cache(self.redis_urls, self.redis_prefix)
+
+
+def load_desired(directory: Path) -> tuple[DesiredExperiment, ...]:
+    result = load_directory(directory)
+    if result.problems:
+        raise ManifestError(list(result.problems))
+    return result.experiments
+
+
+def key_checks(
+    desired: Sequence[DesiredExperiment], state: ActualState, resolver: SecretResolver, byok_key: bytes | None
+) -> dict[tuple[str, str], KeyComparison]:
+    """Compares each desired secret with the stored key, in constant time; never for completed ones."""
+    bound = state.by_managed_name()
+    checks: dict[tuple[str, str], KeyComparison] = {}
+    for experiment in desired:
+        if experiment.status == "completed":
+            continue  # DESIGN §2: secrets of completed experiments are never resolved
+        pairs, _ = match_variants(experiment, bound.get(experiment.name))
+        for variant, row in pairs:
+            secret = resolver.resolve(variant.api_key)
+            wanted = crypto.fingerprint(secret) if secret is not None else None
+            version = row.current_version if row else None
+            if secret is None or byok_key is None or version is None:
+                checks[(experiment.name, variant.label)] = KeyComparison("unknown", wanted)
+                continue
+            try:
+                stored = crypto.decrypt_api_key(byok_key, version.encrypted_api_key)
+            except crypto.DecryptError as err:
+                raise crypto.DecryptError(f"{experiment.name}/{variant.label}: {err}") from None
+            same = crypto.secrets_equal(stored, secret)
+            checks[(experiment.name, variant.label)] = KeyComparison(
+                "same" if same else "changed", wanted, crypto.fingerprint(stored))
+    return checks
+
+
+def _require_schema(conn: Connection) -> None:
+    missing = missing_tables(conn)
+    if missing:
+        raise ConfigError(f"the database lacks tables {', '.join(missing)}: run `expctl db init` first")
+
+
+def make_plan(settings: Settings, prune: bool = False) -> Plan:
+    desired = load_desired(settings.manifest_dir)
+    membership, ok = settings.cache().read_membership()
+    with read_only(settings.database_url) as conn:
+        _require_schema(conn)
+        state = read_state(conn, membership, ok)
+    checks = key_checks(desired, state, settings.resolver(), settings.byok_key())
+    return build_plan(desired, state, checks, prune)
+
+
+def _take_lock(conn: Connection, timeout_s: float) -> None:
+    conn.execute(text(f"SET LOCAL lock_timeout = '{int(timeout_s * 1000)}ms'"))
+    try:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPLY_LOCK_KEY})
+    except DBAPIError as err:
+        if getattr(err.orig, "sqlstate", None) == "55P03":
+            raise LockTimeout(f"another expctl run holds the apply lock; gave up after {timeout_s:g}s") from None
+        raise
+
+
+def _map_integrity(err: IntegrityError, url: str) -> ConflictError:
+    diag = getattr(err.orig, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) or "a constraint"
+    hints = {
+        "UQ_model_experiment_public_model_id_routing":
+            "another experiment is already active or paused on that public_model_id",
+        "model_experiment_active_not_archived": "an active experiment cannot be archived",
+        "UQ_model_experiment_variant_experiment_label": "two variants of one experiment share a label",
+        "model_experiment_variant_weight_positive": "weights must be positive",
+    }
+    reason = hints.get(constraint, describe_db_error(err, url))
+    return ConflictError(f"the database refused the change ({constraint}): {reason}; nothing was applied")
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    plan: Plan
+    applied: bool
+
+
+Confirm = Callable[[Plan], bool]
+
+
+def apply(
+    settings: Settings, *, prune: bool, confirm: Confirm, saved: Mapping[str, object] | None = None,
+    command: str = "apply",
+) -> ApplyOutcome:
+    """Locks, re-reads, re-plans, checks a saved plan for staleness, applies, commits, refreshes Redis."""
+    desired = load_desired(settings.manifest_dir)
+    try:
+        plan = _apply_locked(settings, desired, prune, confirm, saved, command)
+    except PlanRefused as refused:
+        with connect(settings.database_url) as conn, conn.begin():
+            audit.record(conn, command, refused.plan, "refused", settings.env)
+        raise
+    refresh_cache(settings, changed_public_ids(plan))
+    return ApplyOutcome(plan, plan.has_changes)
+
+
+def _apply_locked(
+    settings: Settings, desired: tuple[DesiredExperiment, ...], prune: bool, confirm: Confirm,
+    saved: Mapping[str, object] | None, command: str,
+) -> Plan:
+    resolver, byok_key = settings.resolver(), settings.byok_key()
+    membership, membership_ok = _membership_or_unknown(settings)
+    with connect(settings.database_url) as conn, conn.begin():
+        _require_schema(conn)
+        _take_lock(conn, settings.lock_timeout_s)
+        state = read_state(conn, membership, membership_ok)
+        plan = build_plan(desired, state, key_checks(desired, state, resolver, byok_key), prune)
+        if saved is not None:
+            _check_saved(saved, plan)
+        if plan.refused:
+            raise PlanRefused(plan)
+        if not confirm(plan):
+            raise ExpctlError("not approved: nothing was applied")
+        if plan.has_changes:
+            ctx = ApplyContext({d.name: d for d in desired}, state, resolver, byok_key, audit.actor(settings.env))
+            try:
+                execute(conn, plan, ctx)
+            except IntegrityError as err:
+                raise _map_integrity(err, settings.database_url) from None
+        audit.record(conn, command, plan, "applied" if plan.has_changes else "no changes", settings.env)
+    return plan
+
+
+def _membership_or_unknown(settings: Settings) -> tuple[tuple[str, ...] | None, bool]:
+    """Redis being down must not block the PostgreSQL apply: the refresh after commit reports it."""
+    try:
+        return settings.cache().read_membership()
+    except ConnectionFailed:
+        return None, True
+
+
+class PlanRefused(RefusedError):
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(f"{len(plan.refused)} change(s) refused: nothing was applied")
+        self.plan = plan
+
+
+def _check_saved(saved: Mapping[str, object], fresh: Plan) -> None:
+    if saved.get("format_version") != 1:
+        raise StalePlanError("the saved plan has an unknown format_version; create a new plan")
+    if saved.get("manifests_digest") != fresh.manifests_digest:
+        raise StalePlanError("the manifests changed since the plan was saved: run `expctl plan --out` again")
+    if saved.get("state_fingerprint") != fresh.state_fingerprint:
+        raise StalePlanError(
+            "the database changed since the plan was saved (rows the plan touches differ): run `expctl plan` again")
+
+
+def refresh_cache(settings: Settings, changed: Sequence[str]) -> None:
+    """Writes the membership computed from PostgreSQL after the commit and drops stale per-id keys."""
+    cache = settings.cache()
+    if not cache.urls:
+        return
+    with read_only(settings.database_url) as conn:
+        membership = routed_membership(conn)
+    failures = cache.refresh(membership, changed)
+    if failures:
+        raise CacheRefreshFailed(
+            f"PostgreSQL is committed, but refreshing Redis failed for {', '.join(failures)}; "
+            "re-run `expctl reconcile` or `expctl cache refresh` to heal"
+        )

@@ -1,0 +1,96 @@
+"""Connections to PostgreSQL (SQLAlchemy 2 Core on psycopg 3), schema init and error mapping.
+
+Plain `postgresql://` URLs are accepted and run on psycopg 3. Connection errors become
+`ConnectionFailed` with the password hidden; nothing here ever prints a URL with its password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from expctl.errors import ConfigError, ConnectionFailed
+from expctl.store.tables import EXPCTL_TABLES, GATEWAY_TABLES, metadata
+
+CONNECT_TIMEOUT_S = 10
+
+
+def normalize_url(url: str) -> str:
+    """Accepts postgres://, postgresql:// and postgresql+psycopg:// URLs; always runs on psycopg 3."""
+    try:
+        parsed = make_url(url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url)
+    except ArgumentError as err:
+        raise ConfigError("DATABASE_URL is not a valid database URL") from err
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigError("DATABASE_URL must be a postgresql:// URL")
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def safe_url(url: str) -> str:
+    try:
+        return make_url(normalize_url(url)).set(drivername="postgresql").render_as_string(hide_password=True)
+    except ConfigError:
+        return "<invalid url>"
+
+
+def make_engine(url: str) -> Engine:
+    return create_engine(
+        normalize_url(url),
+        poolclass=NullPool,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "expctl"},
+    )
+
+
+def describe_db_error(err: DBAPIError, url: str) -> str:
+    """First line of the driver's message, with the URL's password (if any) removed."""
+    message = str(err.orig).strip().splitlines()[0] if err.orig is not None else type(err).__name__
+    password = make_url(normalize_url(url)).password
+    if password:
+        message = message.replace(str(password), "***")
+    return message
+
+
+@contextmanager
+def connect(url: str) -> Iterator[Connection]:
+    engine = make_engine(url)
+    try:
+        try:
+            conn = engine.connect()
+        except OperationalError as err:
+            raise ConnectionFailed(
+                f"cannot connect to PostgreSQL at {safe_url(url)}: {describe_db_error(err, url)}"
+            ) from None
+        with conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def read_only(url: str) -> Iterator[Connection]:
+    """A READ ONLY, REPEATABLE READ transaction: one consistent snapshot, no writes possible."""
+    with connect(url) as conn:
+        conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+
+
+def init_schema(conn: Connection) -> list[str]:
+    """Creates the tables (and their indexes) that are missing; never alters an existing table."""
+    # Serialises concurrent inits (e.g. several reconciles on a fresh database).
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('expctl:db-init'))"))
+    missing = [t for t in (*GATEWAY_TABLES, *EXPCTL_TABLES) if t.name in missing_tables(conn)]
+    metadata.create_all(conn, tables=missing, checkfirst=True)
+    return [t.name for t in missing]
+
+
+def missing_tables(conn: Connection) -> list[str]:
+    existing = set(inspect(conn).get_table_names())
+    return [t.name for t in (*GATEWAY_TABLES, *EXPCTL_TABLES) if t.name not in existing]
