@@ -159,9 +159,9 @@ def _version_changes(
         return [_edit(ChangeKind.ROTATE_KEY, Edit.ROTATE_KEY, status, variant.loc("api_key"), variant=variant.label,
                       field="api_key", before=check.current_fingerprint, after=check.desired_fingerprint,
                       routing=routing)]
-    return [_edit(ChangeKind.ROTATE_KEY, Edit.ROTATE_KEY, status, variant.loc("api_key"), variant=variant.label,
-                  field="api_key", before=None, after=_key_after(check, variant), routing=routing,
-                  reason=CHECKED_AT_APPLY)]
+    pending = _edit(ChangeKind.ROTATE_KEY, Edit.ROTATE_KEY, status, variant.loc("api_key"), variant=variant.label,
+                    field="api_key", before=None, after=_key_after(check, variant), routing=routing)
+    return [pending if not pending.allowed else replace(pending, reason=CHECKED_AT_APPLY)]
 
 
 def _variant_changes(desired: DesiredExperiment, actual: ActualExperiment, status: str, ctx: _Context) -> list[Change]:

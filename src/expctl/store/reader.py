@@ -10,6 +10,7 @@ from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import Connection, func, select
+from sqlalchemy.dialects.postgresql import distinct_on
 
 from expctl.state import ActualExperiment, ActualState, ActualVariant, ActualVersion
 from expctl.store.tables import (
@@ -31,7 +32,7 @@ VARIANTS_QUERY = select(V.c.id, V.c.experiment_id, V.c.label, V.c.weight).order_
 CURRENT_VERSIONS_QUERY = (
     select(VV.c.id, VV.c.variant_id, VV.c.upstream, VV.c.encrypted_api_key, VV.c.effective_at)
     .where(VV.c.effective_at <= func.now())
-    .distinct(VV.c.variant_id)
+    .ext(distinct_on(VV.c.variant_id))
     .order_by(VV.c.variant_id, VV.c.effective_at.desc(), VV.c.id.desc())
 )
 
