@@ -123,6 +123,7 @@ class Plan:
     membership_after: tuple[str, ...]
     membership_db: tuple[str, ...] = ()
     membership_corrupt: bool = False
+    membership_read: bool = False
 
     def changes(self) -> list[tuple[ExperimentPlan, Change]]:
         return [(e, c) for e in self.experiments for c in e.changes]
@@ -159,8 +160,9 @@ class Plan:
                 "membership_before": None if self.membership_before is None else list(self.membership_before),
                 "membership_after": list(self.membership_after),
                 # Drift: what Redis holds now differs from what PostgreSQL says now.
-                "drift": self.membership_corrupt
-                or (self.membership_before is not None and self.membership_before != self.membership_db),
+                # Missing, corrupt or not exactly the sorted list is drift (DESIGN §4).
+                "drift": self.membership_read and (
+                    self.membership_corrupt or self.membership_before != self.membership_db),
             },
         }
         return {"format_version": FORMAT_VERSION, "plan_id": digest(body), **body}

@@ -324,4 +324,5 @@ def _assemble(
         membership_after=tuple(sorted(public_id for public_id, owners in routed.items() if owners)),
         membership_db=actual.routed_membership(),
         membership_corrupt=not actual.membership_raw_ok,
+        membership_read=actual.membership_read,
     )

@@ -105,7 +105,7 @@ def make_plan(settings: Settings, prune: bool = False) -> Plan:
     membership, ok = settings.cache().read_membership()
     with read_only(settings.database_url) as conn:
         _require_schema(conn)
-        state = read_state(conn, membership, ok)
+        state = read_state(conn, membership, ok, membership_read=bool(settings.redis_urls))
     checks = key_checks(desired, state, settings.resolver(), settings.byok_key())
     return build_plan(desired, state, checks, prune)
 
@@ -168,7 +168,7 @@ def _apply_locked(
     with connect(settings.database_url) as conn, conn.begin():
         _require_schema(conn)
         _take_lock(conn, settings.lock_timeout_s)
-        state = read_state(conn, membership, membership_ok)
+        state = read_state(conn, membership, membership_ok is not False, membership_read=membership_ok is not None)
         plan = build_plan(desired, state, key_checks(desired, state, resolver, byok_key), prune)
         if saved is not None:
             _check_saved(saved, plan)
@@ -186,12 +186,15 @@ def _apply_locked(
     return plan
 
 
-def _membership_or_unknown(settings: Settings) -> tuple[tuple[str, ...] | None, bool]:
-    """Redis being down must not block the PostgreSQL apply: the refresh after commit reports it."""
+def _membership_or_unknown(settings: Settings) -> tuple[tuple[str, ...] | None, bool | None]:
+    """(ids, ok), ok None when not read. Redis being down must not block the PostgreSQL apply:
+    the refresh after commit reports it."""
+    if not settings.redis_urls:
+        return None, None
     try:
         return settings.cache().read_membership()
     except ConnectionFailed:
-        return None, True
+        return None, None
 
 
 class PlanRefused(RefusedError):

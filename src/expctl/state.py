@@ -142,6 +142,7 @@ class ActualState:
     experiments: tuple[ActualExperiment, ...]
     membership: tuple[str, ...] | None = None
     membership_raw_ok: bool = True
+    membership_read: bool = False  # False: no Redis was consulted, so "before" is unknown, not missing
 
     def by_managed_name(self) -> dict[str, ActualExperiment]:
         return {e.managed_name: e for e in self.experiments if e.managed_name is not None}

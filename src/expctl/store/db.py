@@ -14,10 +14,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from expctl.errors import ConfigError, ConnectionFailed
+from expctl.errors import ConfigError, ConnectionFailed, ExpctlError
 from expctl.store.tables import EXPCTL_TABLES, GATEWAY_TABLES, metadata
 
 CONNECT_TIMEOUT_S = 10
+
+
+class DatabaseError(ExpctlError):
+    """PostgreSQL refused a statement (permissions, timeouts, a restart mid-run)."""
 
 
 def normalize_url(url: str) -> str:
@@ -66,7 +70,12 @@ def connect(url: str) -> Iterator[Connection]:
                 f"cannot connect to PostgreSQL at {safe_url(url)}: {describe_db_error(err, url)}"
             ) from None
         with conn:
-            yield conn
+            try:
+                yield conn
+            except DBAPIError as err:
+                # Only the driver's first line: SQLAlchemy's text would add statement parameters.
+                state = getattr(err.orig, "sqlstate", None) or "?"
+                raise DatabaseError(f"PostgreSQL error (SQLSTATE {state}): {describe_db_error(err, url)}") from None
     finally:
         engine.dispose()
 

@@ -37,7 +37,9 @@ CURRENT_VERSIONS_QUERY = (
 )
 
 
-def read_state(conn: Connection, membership: tuple[str, ...] | None = None, membership_ok: bool = True) -> ActualState:
+def read_state(
+    conn: Connection, membership: tuple[str, ...] | None = None, membership_ok: bool = True, membership_read: bool = False
+) -> ActualState:
     versions = {
         row.variant_id: ActualVersion(row.id, row.upstream, row.encrypted_api_key, row.effective_at)
         for row in conn.execute(CURRENT_VERSIONS_QUERY)
@@ -46,7 +48,7 @@ def read_state(conn: Connection, membership: tuple[str, ...] | None = None, memb
     for row in conn.execute(VARIANTS_QUERY):
         variants[row.experiment_id].append(ActualVariant(row.id, row.label, row.weight, versions.get(row.id)))
     experiments = tuple(_experiment(row, variants.get(row.id, [])) for row in conn.execute(EXPERIMENTS_QUERY))
-    return ActualState(experiments, membership, membership_ok)
+    return ActualState(experiments, membership, membership_ok, membership_read)
 
 
 def _experiment(row: Any, variants: list[ActualVariant]) -> ActualExperiment:
