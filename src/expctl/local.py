@@ -34,6 +34,7 @@ class LocalInstance:
     database_url: str
     redis_url: str
     byok_key: str
+    postgres_data_dir: Path
 
 
 def _byok_key(state_dir: Path) -> str:
@@ -93,9 +94,11 @@ def local_instance(root: Path) -> Iterator[LocalInstance]:
             cache.stop()
             raise ConfigError(f"could not start the embedded local instance: {err}") from None
         try:
+            # Recorded so users (and tests) can find the data when it was relocated for root.
+            (state_dir / "postgres-data-dir").write_text(f"{pg.real_data_dir}\n")
             with connect(pg.url) as conn, conn.begin():
                 init_schema(conn)
-            yield LocalInstance(state_dir, pg.url, cache.url, _byok_key(state_dir))
+            yield LocalInstance(state_dir, pg.url, cache.url, _byok_key(state_dir), pg.real_data_dir)
         finally:
             _save_redis(cache.url)
             cache.stop()
