@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from expctl.crypto import decrypt_api_key, parse_byok_key
-from tests.workspace import BYOK_B64, UPSTREAM_A, UPSTREAM_B, Workspace, manifest
+from tests.workspace import BYOK_B64, UPSTREAM_A, Workspace, manifest
 
 BYOK = parse_byok_key(BYOK_B64)
 

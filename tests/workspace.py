@@ -92,7 +92,7 @@ class Workspace:
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every row of the gateway's tables and the bindings, for before/after comparisons."""
         return {
-            table: self.rows(f"SELECT * FROM {table} ORDER BY id")  # noqa: S608 - fixed table names
+            table: self.rows(f"SELECT * FROM {table} ORDER BY id")
             for table in ("model_experiment", "model_experiment_variant", "model_experiment_variant_version")
         } | {"expctl_binding": self.rows("SELECT * FROM expctl_binding ORDER BY name")}
 
@@ -105,8 +105,8 @@ class Workspace:
     def membership(self) -> list[str] | None:
         with redis.Redis.from_url(self.redis_url) as client:
             raw = client.get(MEMBERSHIP_KEY)
-        return None if raw is None else list(json.loads(raw))  # type: ignore[arg-type]
+        return None if raw is None else list(json.loads(raw))
 
     def redis_dump(self) -> dict[str, bytes]:
         with redis.Redis.from_url(self.redis_url) as client:
-            return {k.decode(): client.dump(k) or b"" for k in client.keys("*")}  # type: ignore[union-attr]
+            return {k.decode(): client.dump(k) or b"" for k in client.keys("*")}

@@ -291,13 +291,14 @@ def _finish(
     after_shares = _weights_shares(d.variants) if d else {}
     finished = []
     for change in changes:
-        if change.kind is ChangeKind.TRANSITION and change.after == "active" and change.allowed and blockers:
-            change = replace(change, allowed=False, reason=(
+        done = change
+        if done.kind is ChangeKind.TRANSITION and done.after == "active" and done.allowed and blockers:
+            done = replace(done, allowed=False, reason=(
                 f"{public_id} is already routed by {', '.join(blockers)}: complete or pause-and-complete it "
                 "first (an unmanaged one in the admin UI, or adopt it with `expctl import`)"))
-        if change.routing:
-            change = replace(change, shares_after=after_shares)
-        finished.append(change)
+        if done.routing:
+            done = replace(done, shares_after=after_shares)
+        finished.append(done)
     return ExperimentPlan(
         name=name, public_model_id=d.public_model_id if d else public_id,
         experiment_id=a.id if a else None, changes=tuple(sorted(finished, key=_sort_key)),

@@ -50,8 +50,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    # Imported here so that `expctl --help` stays fast and modules stay one-per-command.
-    from expctl.cli import cmd_cache, cmd_db, cmd_history, cmd_import, cmd_plan, cmd_simulate, cmd_validate
+    # Imported here: the command modules import `expctl.cli.options`, which would be circular at the top.
+    from expctl.cli import cmd_cache, cmd_db, cmd_history, cmd_import, cmd_plan, cmd_simulate, cmd_validate  # noqa: PLC0415
 
     for module in (cmd_validate, cmd_plan, cmd_db, cmd_cache, cmd_history, cmd_import, cmd_simulate):
         module.register(cli)

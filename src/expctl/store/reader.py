@@ -38,7 +38,8 @@ CURRENT_VERSIONS_QUERY = (
 
 
 def read_state(
-    conn: Connection, membership: tuple[str, ...] | None = None, membership_ok: bool = True, membership_read: bool = False
+    conn: Connection, membership: tuple[str, ...] | None = None, membership_ok: bool = True,
+    membership_read: bool = False,
 ) -> ActualState:
     versions = {
         row.variant_id: ActualVersion(row.id, row.upstream, row.encrypted_api_key, row.effective_at)
