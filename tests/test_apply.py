@@ -183,8 +183,7 @@ def test_apply_refuses_without_tty_or_auto_approve(ws: Workspace) -> None:
 def test_lock_timeout_exits_5(ws: Workspace) -> None:
     from sqlalchemy import text
 
-    from expctl.service import APPLY_LOCK_KEY
-    from expctl.store.db import connect
+    from expctl.store.db import APPLY_LOCK_KEY, connect
 
     ws.write(manifest("exp", "draft"))
     with connect(ws.db_url) as holder, holder.begin():

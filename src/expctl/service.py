@@ -11,18 +11,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Connection, text
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from expctl import crypto
 from expctl.cache import Cache
 from expctl.errors import (
     CacheRefreshFailed,
-    ConfigError,
     ConflictError,
     ConnectionFailed,
     ExpctlError,
-    LockTimeout,
     ManifestError,
     RefusedError,
     StalePlanError,
@@ -34,10 +31,8 @@ from expctl.secrets import DefaultResolver, SecretResolver
 from expctl.state import ActualState, DesiredExperiment, KeyComparison
 from expctl.store import audit
 from expctl.store.applier import ApplyContext, changed_public_ids, execute
-from expctl.store.db import connect, describe_db_error, missing_tables, read_only
+from expctl.store.db import connect, describe_db_error, read_only, require_schema, take_apply_lock
 from expctl.store.reader import read_state, routed_membership
-
-APPLY_LOCK_KEY = 0x657870_63746C  # "expctl" in ASCII: one apply at a time per database
 
 
 @dataclass
@@ -94,30 +89,14 @@ def key_checks(
     return checks
 
 
-def _require_schema(conn: Connection) -> None:
-    missing = missing_tables(conn)
-    if missing:
-        raise ConfigError(f"the database lacks tables {', '.join(missing)}: run `expctl db init` first")
-
-
 def make_plan(settings: Settings, prune: bool = False) -> Plan:
     desired = load_desired(settings.manifest_dir)
     membership, ok = settings.cache().read_membership()
     with read_only(settings.database_url) as conn:
-        _require_schema(conn)
+        require_schema(conn)
         state = read_state(conn, membership, ok, membership_read=bool(settings.redis_urls))
     checks = key_checks(desired, state, settings.resolver(), settings.byok_key())
     return build_plan(desired, state, checks, prune)
-
-
-def _take_lock(conn: Connection, timeout_s: float) -> None:
-    conn.execute(text(f"SET LOCAL lock_timeout = '{int(timeout_s * 1000)}ms'"))
-    try:
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPLY_LOCK_KEY})
-    except DBAPIError as err:
-        if getattr(err.orig, "sqlstate", None) == "55P03":
-            raise LockTimeout(f"another expctl run holds the apply lock; gave up after {timeout_s:g}s") from None
-        raise
 
 
 def _map_integrity(err: IntegrityError, url: str) -> ConflictError:
@@ -166,8 +145,8 @@ def _apply_locked(
     resolver, byok_key = settings.resolver(), settings.byok_key()
     membership, membership_ok = _membership_or_unknown(settings)
     with connect(settings.database_url) as conn, conn.begin():
-        _require_schema(conn)
-        _take_lock(conn, settings.lock_timeout_s)
+        require_schema(conn)
+        take_apply_lock(conn, settings.lock_timeout_s)
         state = read_state(conn, membership, membership_ok is not False, membership_read=membership_ok is not None)
         plan = build_plan(desired, state, key_checks(desired, state, resolver, byok_key), prune)
         if saved is not None:

@@ -50,6 +50,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
+    if cli.commands:
+        return
     # Imported here: the command modules import `expctl.cli.options`, which would be circular at the top.
     from expctl.cli import cmd_cache, cmd_db, cmd_history, cmd_import, cmd_plan, cmd_simulate, cmd_validate  # noqa: PLC0415
 
@@ -59,12 +61,12 @@ def _register() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the command and turns every outcome into an exit code."""
-    _register()
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     sys.exit(run(argv, debug))
 
 
 def run(argv: list[str] | None, debug: bool = False) -> int:
+    _register()
     try:
         result: Any = cli.main(args=argv, prog_name="expctl", standalone_mode=False)
     except click.exceptions.Exit as done:

@@ -1,9 +1,87 @@
-"""`expctl import` (being written)."""
+"""`expctl import`: adopt unmanaged experiments (created in the admin UI) into manifests."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import click
+
+from expctl.cli.options import DEFAULT_DIR, connection_options, open_settings
+from expctl.errors import ExitCode
+from expctl.importer import Imported, ImportResult, import_experiments
+from expctl.state import ActualExperiment
+
+
+def _describe(experiment: ActualExperiment) -> str:
+    return f"'{experiment.name[:80]}' ({experiment.public_model_id}, {experiment.status}, id {experiment.id})"
+
+
+def _echo_imported(imported: list[Imported]) -> None:
+    click.echo(f"Imported {len(imported)} experiment(s):")
+    for item in imported:
+        click.echo(f"  {item.name}  <-  {_describe(item.experiment)}  ->  {item.path}")
+    needing = [i for i in imported if i.needs_keys]
+    if needing:
+        click.echo("\nSet these environment variables to the API keys stored for each variant "
+                   "(never commit them):")
+        rows = [(env, f"{item.name} / {label}") for item in needing for label, env in item.env_vars]
+        width = max(len(env) for env, _ in rows)
+        for env, where in rows:
+            click.echo(f"  {env:<{width}}  ({where})")
+        click.echo("Until they resolve, `expctl plan` shows those keys as \"checked at apply\" and nothing else.")
+    completed = [i.name for i in imported if not i.needs_keys and i.env_vars]
+    if completed:
+        click.echo(f"Completed experiments' keys are never read: {', '.join(completed)} need no variables.")
+
+
+def _echo_result(result: ImportResult) -> None:
+    for note in result.notes:
+        click.echo(note)
+    if result.imported:
+        _echo_imported(result.imported)
+    elif not result.skipped and not result.errors:
+        click.echo("Nothing to import: no unmanaged experiment matches.")
+    for skipped in result.skipped:
+        click.echo(f"not importable: {_describe(skipped.experiment)}", err=True)
+        for reason in skipped.reasons:
+            click.echo(f"  - {reason}", err=True)
+        click.echo("  fix the row (e.g. in the admin UI), then run `expctl import` again", err=True)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for error in result.errors:
+        click.echo(f"error: {error}", err=True)
+
+
+@click.command("import")
+@click.option("--public-model-id", "public_ids", multiple=True, metavar="ID",
+              help="Import only the unmanaged experiments on this public model id (repeatable).")
+@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_DIR,
+              show_default=True, help="Directory to write the manifests into (created if missing).")
+@click.option("--force", is_flag=True, help="Overwrite manifest files that already exist.")
+@connection_options
+def import_command(public_ids: tuple[str, ...], out_dir: Path, force: bool, **conn: Any) -> int:
+    """Adopt unmanaged experiments (e.g. created in the admin UI) into manifests and bind them.
+
+    Writes one manifest per experiment (status, archived, variants, weights, the current upstream
+    exactly as stored) and binds it, so expctl manages the row from then on. API keys become
+    placeholders `{from_env: EXPCTL_KEY_<NAME>_<LABEL>}`: set them to the stored keys and a plan
+    shows no changes at all; until then it shows only keys "checked at apply". Existing files are
+    never overwritten without --force; if binding fails, the files written are removed again.
+    Exit 1 when an experiment is not importable (it is named, with the reason) or an id matches
+    nothing.
+
+    \b
+    Examples:
+      expctl import                                   # every unmanaged experiment
+      expctl import --public-model-id kilo/preview-foo
+      expctl import --out-dir experiments.d --force && expctl plan
+    """
+    with open_settings(None, **conn) as settings:
+        result = import_experiments(settings, out_dir, public_ids, force)
+    _echo_result(result)
+    return int(ExitCode.OK if result.ok else ExitCode.ERROR)
 
 
 def register(group: click.Group) -> None:
-    """Adds nothing yet."""
+    group.add_command(import_command)

@@ -14,10 +14,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from expctl.errors import ConfigError, ConnectionFailed, ExpctlError
+from expctl.errors import ConfigError, ConnectionFailed, ExpctlError, LockTimeout
 from expctl.store.tables import EXPCTL_TABLES, GATEWAY_TABLES, metadata
 
 CONNECT_TIMEOUT_S = 10
+APPLY_LOCK_KEY = 0x657870_63746C  # "expctl" in ASCII: one apply (or import) at a time per database
 
 
 class DatabaseError(ExpctlError):
@@ -103,3 +104,20 @@ def init_schema(conn: Connection) -> list[str]:
 def missing_tables(conn: Connection) -> list[str]:
     existing = set(inspect(conn).get_table_names())
     return [t.name for t in (*GATEWAY_TABLES, *EXPCTL_TABLES) if t.name not in existing]
+
+
+def require_schema(conn: Connection) -> None:
+    missing = missing_tables(conn)
+    if missing:
+        raise ConfigError(f"the database lacks tables {', '.join(missing)}: run `expctl db init` first")
+
+
+def take_apply_lock(conn: Connection, timeout_s: float) -> None:
+    """The transaction-scoped advisory lock that serialises apply, reconcile and import runs."""
+    conn.execute(text(f"SET LOCAL lock_timeout = '{int(timeout_s * 1000)}ms'"))
+    try:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPLY_LOCK_KEY})
+    except DBAPIError as err:
+        if getattr(err.orig, "sqlstate", None) == "55P03":
+            raise LockTimeout(f"another expctl run holds the apply lock; gave up after {timeout_s:g}s") from None
+        raise

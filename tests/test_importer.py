@@ -1,0 +1,256 @@
+"""`expctl import` against a real PostgreSQL: rows made as the admin UI makes them become manifests."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from expctl import crypto, importer
+from expctl.cli import _register, run
+from expctl.importer import env_var_name, slugify, unique
+from expctl.manifest.load import load_directory
+from expctl.manifest.model import SCHEMA_URL_COMMENT
+from expctl.store.db import connect, init_schema
+
+BYOK = base64.b64encode(bytes(range(32))).decode()
+_register()
+
+
+@dataclass
+class Row:
+    """An experiment as the admin UI inserts it; variants are (label, weight, upstream, api key)."""
+
+    public_model_id: str
+    name: str
+    status: str = "active"
+    variants: list[tuple[str, int, dict[str, Any], str]] = field(default_factory=list)
+    description: str | None = None
+    archived: bool = False
+
+
+def upstream(internal_id: str, **extra: Any) -> dict[str, Any]:
+    return {"internal_id": internal_id, "base_url": "https://partner.example.com/v1", **extra}
+
+
+def insert(db_url: str, row: Row) -> str:
+    key = base64.b64decode(BYOK)
+    with connect(db_url) as conn, conn.begin():
+        exp_id = str(conn.execute(text(
+            "INSERT INTO model_experiment (public_model_id, name, description, status, is_archived, started_at) "
+            "VALUES (:p, :n, :d, :s, :a, CASE WHEN :s = 'draft' THEN NULL ELSE now() END) RETURNING id"),
+            {"p": row.public_model_id, "n": row.name, "d": row.description, "s": row.status, "a": row.archived},
+        ).scalar_one())
+        for label, weight, up, api_key in row.variants:
+            variant_id = conn.execute(text(
+                "INSERT INTO model_experiment_variant (experiment_id, label, weight) VALUES (:e, :l, :w) RETURNING id"),
+                {"e": exp_id, "l": label, "w": weight}).scalar_one()
+            conn.execute(text(
+                "INSERT INTO model_experiment_variant_version (variant_id, upstream, encrypted_api_key, effective_at) "
+                "VALUES (:v, CAST(:u AS jsonb), CAST(:k AS jsonb), now() - interval '1 minute')"),
+                {"v": variant_id, "u": json.dumps(up), "k": json.dumps(crypto.encrypt_api_key(key, api_key))})
+    return exp_id
+
+
+@pytest.fixture
+def db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    for name in ("DATABASE_URL", "REDIS_URL", "CI", crypto.BYOK_ENV):
+        monkeypatch.delenv(name, raising=False)
+    with connect(db_url) as conn, conn.begin():
+        init_schema(conn)
+    return db_url
+
+
+def expctl(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = run(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def bindings(db_url: str) -> dict[str, str]:
+    with connect(db_url) as conn:
+        rows = conn.execute(text("SELECT name, experiment_id::text FROM expctl_binding")).all()
+    return dict(rows)
+
+
+FOO = Row("kilo/preview-foo", "Preview Foo RC bake-off", "active", [
+    ("control", 1, upstream("rc1", opencode_settings={"ai_sdk_provider": "openai-compatible"}), "sk-test-control-0001"),
+    ("treatment", 3, upstream("rc2", extra_body={"reasoning": {"effort": "medium"}, "n": 1.5}), "sk-test-treat-0002"),
+], description="Compare rc1 and rc2")
+BAR = Row("kilo/preview-bar", "Preview Bar", "paused", [("only", 1, upstream("bar"), "bar-key")], archived=True)
+
+
+def plan_json(capsys: pytest.CaptureFixture[str], out_dir: Path, db_url: str, redis_url: str) -> tuple[int, Any]:
+    code, out, _ = expctl(capsys, "plan", "--dir", str(out_dir), "--database-url", db_url, "--redis-url", redis_url,
+                          "--detailed-exitcode", "--format", "json")
+    return code, json.loads(out)
+
+
+def test_import_all_then_plan_shows_only_checked_at_apply_then_nothing(
+    db: str, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    foo_id, bar_id = insert(db, FOO), insert(db, BAR)
+    out_dir = tmp_path / "experiments.d"
+    code, out, err = expctl(capsys, "import", "--out-dir", str(out_dir), "--database-url", db)
+    assert code == 0, err
+    assert bindings(db) == {"preview-foo-rc-bake-off": foo_id, "preview-bar": bar_id}
+    text_ = (out_dir / "preview-foo-rc-bake-off.yaml").read_text()
+    assert text_.splitlines()[0] == SCHEMA_URL_COMMENT
+    assert "EXPCTL_KEY_PREVIEW_FOO_RC_BAKE_OFF_CONTROL" in out
+    assert "sk-test" not in text_ + out + err
+    loaded = load_directory(out_dir)
+    assert loaded.problems == ()
+    rc1 = text_[text_.index("internal_id: rc1"):]
+    assert rc1.index("base_url") < rc1.index("opencode_settings") < rc1.index("api_key")  # the model's order
+
+    code, plan = plan_json(capsys, out_dir, db, redis_url)
+    assert code == 2
+    changes = [c for e in plan["experiments"] for c in e["changes"]]
+    assert {c["kind"] for c in changes} == {"rotate_key"}
+    assert len(changes) == 3
+    assert all(c["reason"] == "checked at apply" and c["allowed"] for c in changes)
+
+    monkeypatch.setenv("EXPCTL_KEY_PREVIEW_FOO_RC_BAKE_OFF_CONTROL", "sk-test-control-0001")
+    monkeypatch.setenv("EXPCTL_KEY_PREVIEW_FOO_RC_BAKE_OFF_TREATMENT", "sk-test-treat-0002")
+    monkeypatch.setenv("EXPCTL_KEY_PREVIEW_BAR_ONLY", "bar-key")
+    monkeypatch.setenv(crypto.BYOK_ENV, BYOK)
+    code, plan = plan_json(capsys, out_dir, db, redis_url)
+    assert code == 0
+    assert plan["summary"]["total"] == 0
+    assert plan["unmanaged"] == []
+
+
+def test_public_model_id_filter_and_unknown_id(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    insert(db, FOO)
+    bar_id = insert(db, BAR)
+    code, _, err = expctl(capsys, "import", "--public-model-id", "kilo/preview-bar", "--out-dir", str(tmp_path),
+                          "--database-url", db)
+    assert code == 0, err
+    assert bindings(db) == {"preview-bar": bar_id}
+    assert [p.name for p in tmp_path.iterdir()] == ["preview-bar.yaml"]
+
+    code, out, err = expctl(capsys, "import", "--public-model-id", "kilo/preview-bar", "--public-model-id",
+                            "kilo/nothing-here", "--out-dir", str(tmp_path), "--database-url", db)
+    assert code == 1
+    assert "already managed (manifest preview-bar)" in out
+    assert "kilo/nothing-here: no experiment" in err
+
+
+def test_refuses_to_overwrite_unless_forced(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    insert(db, BAR)
+    target = tmp_path / "preview-bar.yaml"
+    target.write_text("# someone else's notes\n")
+    code, _, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)
+    assert code == 1
+    assert "refusing to overwrite" in err
+    assert "--force" in err
+    assert target.read_text() == "# someone else's notes\n"
+    assert bindings(db) == {}
+
+    code, _, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db, "--force")
+    assert code == 0, err
+    assert target.read_text().startswith(SCHEMA_URL_COMMENT)
+    assert list(bindings(db)) == ["preview-bar"]
+
+
+def test_names_avoid_existing_manifests_and_bindings(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    existing = (Path(__file__).parents[1] / "experiments.d" / "preview-foo-rc-bakeoff.yaml").read_text()
+    (tmp_path / "hand-written.yaml").write_text(existing.replace("preview-foo-rc-bakeoff", "preview-bar")
+                                                .replace("kilo/preview-foo", "kilo/other").replace("active", "draft"))
+    insert(db, BAR)
+    insert(db, Row("kilo/bar-2", "Preview Bar", "draft", [("a", 1, upstream("x"), "k")]))
+    code, _, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)
+    assert code == 0, err
+    assert sorted(bindings(db)) == ["preview-bar-2", "preview-bar-3"]
+    assert load_directory(tmp_path).problems == ()
+
+
+def test_completed_experiment_is_importable_and_needs_no_keys(
+    db: str, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    insert(db, Row("kilo/old", "Old run", "completed", [("a", 1, upstream("old"), "gone")], archived=True))
+    code, out, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)
+    assert code == 0, err
+    assert "need no variables" in out
+    assert "status: completed" in (tmp_path / "old-run.yaml").read_text()
+    code, plan = plan_json(capsys, tmp_path, db, redis_url)
+    assert code == 0
+    assert plan["summary"]["total"] == 0
+
+
+def test_not_importable_rows_are_named_and_skipped(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    insert(db, Row("kilo/long", "Long label", "draft", [("x" * 70, 1, upstream("a"), "k")]))
+    insert(db, Row("kilo/headers", "Headers", "draft", [("a", 1, upstream("a", extra_headers={"X": "1"}), "k")]))
+    insert(db, Row("kilo/nulls", "Nulls", "draft", [("a", 1, upstream("a", extra_body=None), "k")]))
+    insert(db, BAR)
+    code, _, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)
+    assert code == 1
+    assert "not importable: 'Long label'" in err
+    assert "at most 64 characters" in err
+    assert "not importable: 'Headers'" in err
+    assert "extra_headers" in err
+    assert "not importable: 'Nulls'" in err
+    assert "cannot be written exactly as stored" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["preview-bar.yaml"]
+    assert list(bindings(db)) == ["preview-bar"]
+
+
+def test_nothing_to_import(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = expctl(capsys, "import", "--out-dir", str(tmp_path / "d"), "--database-url", db)
+    assert code == 0
+    assert "Nothing to import" in out
+    assert not (tmp_path / "d").exists()
+
+
+def test_name_helpers() -> None:
+    assert slugify("  Préview FOO: RC/bake-off!! ") == "preview-foo-rc-bake-off"
+    assert slugify("***") == "experiment"
+    taken = {"a", "a-2"}
+    assert unique("a", taken, "-") == "a-3"
+    assert "a-3" in taken
+    assert env_var_name("preview-foo", "long.context") == "EXPCTL_KEY_PREVIEW_FOO_LONG_CONTEXT"
+
+
+def test_concurrent_binding_rolls_back_files_and_restores_overwritten_ones(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    foo_id = insert(db, FOO)
+    insert(db, BAR)
+    (tmp_path / "preview-bar.yaml").write_text("# kept\n")
+    real_bind = importer.bind
+
+    def racing_bind(settings: Any, imported: Any) -> None:
+        with connect(db) as conn, conn.begin():  # another run binds FOO first
+            conn.execute(text("INSERT INTO expctl_binding (name, experiment_id) VALUES ('theirs', :e)"), {"e": foo_id})
+        real_bind(settings, imported)
+
+    monkeypatch.setattr(importer, "bind", racing_bind)
+    code, _, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db, "--force")
+    assert code == 1
+    assert "nothing was bound" in err
+    assert bindings(db) == {"theirs": foo_id}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preview-bar.yaml"]
+    assert (tmp_path / "preview-bar.yaml").read_text() == "# kept\n"
+
+
+def test_warns_when_an_existing_manifest_wants_the_same_public_id_routed(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    existing = (Path(__file__).parents[1] / "experiments.d" / "preview-foo-rc-bakeoff.yaml").read_text()
+    (tmp_path / "new.yaml").write_text(existing.replace("kilo/preview-foo", "kilo/preview-bar"))
+    insert(db, BAR)
+    code, _, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)
+    assert code == 0
+    assert "warning:" in err
+    assert "preview-bar.yaml" in err
