@@ -84,8 +84,8 @@ EDITS: dict[Edit, frozenset[str]] = {
 
 _ALTERNATIVES: dict[Edit, str] = {
     Edit.PUBLIC_MODEL_ID: "create a new experiment for the new public_model_id and complete this one",
-    Edit.VARIANT_STRUCTURE: "structure is frozen after draft: create a new experiment (new name) with the "
-    "variants and weights you want, then complete this one",
+    Edit.VARIANT_STRUCTURE: "variants and weights are frozen after draft; create a new experiment (new name) "
+    "with the variants and weights you want, then complete this one",
     Edit.RENAME_VARIANT: "a completed experiment is frozen",
     Edit.HOT_SWAP: "a completed experiment routes nothing; create a new experiment",
     Edit.ROTATE_KEY: "a completed experiment routes nothing; its key is never used",
@@ -98,8 +98,21 @@ def edit_allowed(edit: Edit, status: str) -> bool:
     return status in EDITS[edit]
 
 
+_VERBS: dict[Edit, str] = {
+    Edit.METADATA: "edit the name or description",
+    Edit.PUBLIC_MODEL_ID: "change public_model_id",
+    Edit.VARIANT_STRUCTURE: "add, remove or reweight variants",
+    Edit.RENAME_VARIANT: "rename a variant",
+    Edit.HOT_SWAP: "change an upstream (hot-swap)",
+    Edit.ROTATE_KEY: "rotate an api key",
+    Edit.ARCHIVE: "archive",
+    Edit.UNARCHIVE: "unarchive",
+    Edit.DELETE: "delete",
+}
+
+
 def edit_refusal(edit: Edit, status: str) -> str:
-    return f"{edit.value} is not allowed while {status}: {_ALTERNATIVES.get(edit, '')}".rstrip(": ")
+    return f"cannot {_VERBS[edit]} while {status}: {_ALTERNATIVES.get(edit, '')}".rstrip(": ")
 
 
 def status_for_edits(current: str, desired: str) -> str:
