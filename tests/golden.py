@@ -70,7 +70,7 @@ def seed(conn: Connection, case: dict[str, Any]) -> None:
 
 def _value(value: Any) -> str:
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_value(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{k}: {_value(v)}" for k, v in sorted(value.items())) + "}"
     return "null" if value is None else str(value)
 
 
