@@ -124,6 +124,7 @@ class Plan:
     membership_db: tuple[str, ...] = ()
     membership_corrupt: bool = False
     membership_read: bool = False
+    prune: bool = False
 
     def changes(self) -> list[tuple[ExperimentPlan, Change]]:
         return [(e, c) for e in self.experiments for c in e.changes]
@@ -153,6 +154,7 @@ class Plan:
             "format_version": FORMAT_VERSION,
             "state_fingerprint": self.state_fingerprint,
             "manifests_digest": self.manifests_digest,
+            "options": {"prune": self.prune},
             "summary": self.summary(),
             "experiments": [e.to_record() for e in self.experiments],
             "unmanaged": [u.to_record() for u in self.unmanaged],

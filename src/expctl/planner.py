@@ -261,7 +261,7 @@ def build_plan(
         drafts.append((name, d, a, changes, notes))
     routed = _final_routing(drafts, actual)
     experiments = tuple(_finish(name, d, a, changes, notes, routed) for name, d, a, changes, notes in drafts)
-    return _assemble(experiments, desired, actual, routed)
+    return replace(_assemble(experiments, desired, actual, routed), prune=prune)
 
 
 _Draft = tuple[str, DesiredExperiment | None, ActualExperiment | None, list[Change], tuple[str, ...]]

@@ -87,7 +87,7 @@ def plan_record(
     membership: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     checks: KeyChecks = {**same_keys(desired_), **(key_checks or {})}
-    state = ActualState(experiments=tuple(actual_), membership=membership)
+    state = ActualState(experiments=tuple(actual_), membership=membership, membership_read=membership is not None)
     return build_plan(desired_, state, checks, prune=prune).to_record()
 
 

@@ -148,6 +148,8 @@ def apply_command(planfile: Path | None, manifest_dir: Path, auto_approve: bool,
             raise StalePlanError(f"cannot read the saved plan {planfile}: {type(err).__name__}") from None
         if not isinstance(saved, dict):
             raise StalePlanError(f"{planfile} is not a saved expctl plan")
+        # A saved plan is applied with the options it was made with.
+        prune = bool((saved.get("options") or {}).get("prune", prune))
     with open_settings(manifest_dir, lock_timeout_s=lock_timeout, **conn) as settings:
         return _run_apply(_check_cache_targets(settings, skip_cache), prune, auto_approve, saved, "apply")
 
