@@ -218,3 +218,22 @@ def test_canary_secret_never_leaks(ws: Workspace, tmp_path: Path) -> None:
     assert canary not in json.dumps(ws.rows("SELECT * FROM expctl_run"), default=str)
     assert canary.encode() not in b"".join(k.encode() + v for k, v in ws.redis_dump().items())
     assert BYOK_B64 not in "".join(o.out + o.err for o in outputs)
+
+
+def test_removed_manifests_prune_and_release(ws: Workspace, tmp_path: Path) -> None:
+    ws.write(manifest("keep-draft", "draft", public_id="kilo/a"), manifest("done", "active", public_id="kilo/b"),
+             manifest("live", "active", public_id="kilo/c"))
+    assert ws.reconcile().code == 0
+    ws.write(manifest("done", "completed", public_id="kilo/b"), manifest("live", "active", public_id="kilo/c"))
+    assert ws.reconcile().code == 0
+    ws.write(manifest("live", "active", public_id="kilo/c"))
+    plan = ws.expctl("plan")
+    assert plan.code == 0 and "deleted only with --prune" in plan.out
+    assert ws.expctl("plan", "--prune", "--out", str(tmp_path / "prune.json")).code == 0
+    assert ws.expctl("apply", str(tmp_path / "prune.json"), "--auto-approve").code == 0  # the plan's --prune
+    assert ws.rows("SELECT name FROM model_experiment ORDER BY name") == [{"name": "Done"}, {"name": "Live"}]
+    assert ws.rows("SELECT name FROM expctl_binding") == [{"name": "live"}]  # completed one released, row kept
+    ws.write()
+    refused = ws.reconcile("--prune")
+    assert refused.code == 1 and "complete" in refused.out
+    assert ws.experiment("live")["status"] == "active"
