@@ -125,6 +125,11 @@ def test_saved_plan_applies_and_goes_stale(ws: Workspace, tmp_path: Path) -> Non
 
 
 def test_redis_down_after_commit_exits_3_then_heals(ws: Workspace) -> None:
+    import redis
+
+    stale_key = "ai-gateway.model-experiments:by-public-id:kilo/x"
+    with redis.Redis.from_url(ws.redis_url) as client:
+        client.set(stale_key, "routing cached before the change")
     ws.write(manifest("exp", "active"))
     down = ws.expctl("reconcile", "--auto-approve", redis_url="redis://127.0.0.1:1/0")
     assert down.code == 3 and "PostgreSQL is committed" in down.err
@@ -132,8 +137,12 @@ def test_redis_down_after_commit_exits_3_then_heals(ws: Workspace) -> None:
     assert ws.membership() is None
     check = ws.expctl("cache", "check")
     assert check.code == 2
-    assert ws.reconcile().code == 0
+    healed = ws.reconcile()
+    assert healed.code == 0 and "Nothing to apply" in healed.out
     assert ws.membership() == ["kilo/x"]
+    with redis.Redis.from_url(ws.redis_url) as client:
+        assert client.get(stale_key) is None  # the failed run's invalidation was kept in the outbox
+    assert ws.rows("SELECT * FROM expctl_cache_outbox") == []
     assert ws.expctl("cache", "check").code == 0
 
 

@@ -32,6 +32,7 @@ from expctl.state import ActualState, DesiredExperiment, KeyComparison
 from expctl.store import audit
 from expctl.store.applier import ApplyContext, changed_public_ids, execute
 from expctl.store.db import connect, describe_db_error, read_only, require_schema, take_apply_lock
+from expctl.store.outbox import drain_cache_invalidations, pending_cache_invalidations, queue_cache_invalidations
 from expctl.store.reader import read_state, routed_membership
 
 
@@ -134,7 +135,7 @@ def apply(
         with connect(settings.database_url) as conn, conn.begin():
             audit.record(conn, command, refused.plan, "refused", settings.env)
         raise
-    refresh_cache(settings, changed_public_ids(plan))
+    refresh_cache(settings)
     return ApplyOutcome(plan, plan.has_changes)
 
 
@@ -161,6 +162,7 @@ def _apply_locked(
                 execute(conn, plan, ctx)
             except IntegrityError as err:
                 raise _map_integrity(err, settings.database_url) from None
+            queue_cache_invalidations(conn, changed_public_ids(plan))
         audit.record(conn, command, plan, "applied" if plan.has_changes else "no changes", settings.env)
     return plan
 
@@ -192,16 +194,21 @@ def _check_saved(saved: Mapping[str, object], fresh: Plan) -> None:
             "the database changed since the plan was saved (rows the plan touches differ): run `expctl plan` again")
 
 
-def refresh_cache(settings: Settings, changed: Sequence[str]) -> None:
-    """Writes the membership computed from PostgreSQL after the commit and drops stale per-id keys."""
+def refresh_cache(settings: Settings, extra_ids: Sequence[str] = ()) -> None:
+    """Writes the membership computed from PostgreSQL after the commit and drops the per-id keys
+    queued in the outbox (and `extra_ids`); the outbox is drained only when every target succeeded."""
     cache = settings.cache()
     if not cache.urls:
         return
     with read_only(settings.database_url) as conn:
         membership = routed_membership(conn)
-    failures = cache.refresh(membership, changed)
+        pending = pending_cache_invalidations(conn)
+    failures = cache.refresh(membership, sorted(set(pending) | set(extra_ids)))
     if failures:
         raise CacheRefreshFailed(
             f"PostgreSQL is committed, but refreshing Redis failed for {', '.join(failures)}; "
             "re-run `expctl reconcile` or `expctl cache refresh` to heal"
         )
+    if pending:
+        with connect(settings.database_url) as conn, conn.begin():
+            drain_cache_invalidations(conn, pending)

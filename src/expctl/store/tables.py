@@ -120,4 +120,14 @@ expctl_run = Table(
     Column("summary", JSONB, nullable=True),
 )
 
-EXPCTL_TABLES = (expctl_binding, expctl_run)
+# Public ids whose per-id routing cache must still be dropped in Redis. Filled in the apply
+# transaction, drained once every Redis target is refreshed: a re-run after a Redis failure
+# (exit 3) therefore still drops the keys the failed run could not.
+expctl_cache_outbox = Table(
+    "expctl_cache_outbox",
+    metadata,
+    Column("public_model_id", Text, primary_key=True),
+    Column("queued_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+EXPCTL_TABLES = (expctl_binding, expctl_run, expctl_cache_outbox)
