@@ -8,6 +8,7 @@ Every problem of every file is collected; nothing stops at the first one.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,10 @@ def rule_subject(doc: Document) -> rules.RuleSubject | None:
             variants.append(rules.RuleVariant(
                 item["label"], renamed if isinstance(renamed, str) else None,
                 {k: doc.location_of(("variants", index, k)) for k in ("label", "renamed_from")}))
+    public_model_id = data.get("public_model_id")
     return rules.RuleSubject(
-        name=data["name"], public_model_id=str(data.get("public_model_id", "")), status=str(data.get("status", "draft")),
+        name=data["name"], public_model_id=public_model_id if isinstance(public_model_id, str) else "",
+        status=str(data.get("status", "draft")),
         archived=data.get("archived") is True, variants=tuple(variants), field_locations=locs)
 
 
@@ -63,6 +66,14 @@ def discover(directory: Path) -> tuple[list[Path], list[Problem]]:
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(directory, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for dirname in dirnames:  # never followed; one leaving the directory would silently hide manifests
+            link = Path(dirpath) / dirname
+            if link.is_symlink() and not link.resolve().is_relative_to(root):
+                problems.append(Problem(
+                    "E106", Location(str(link), 1, 1),
+                    "a symlinked directory points outside the manifest directory; it is not read",
+                    "move the manifests into the directory so reviewers see what is applied",
+                ))
         for filename in sorted(filenames):
             path = Path(dirpath) / filename
             if filename.startswith(".") or path.suffix not in MANIFEST_SUFFIXES:
@@ -81,19 +92,25 @@ def discover(directory: Path) -> tuple[list[Path], list[Problem]]:
 def read_text(path: Path) -> tuple[str | None, list[Problem]]:
     display = str(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+            return None, [Problem("E100", Location(display, 1, 1), "not a regular file", "remove it")]
+        if info.st_size > MAX_FILE_BYTES:
             return None, [Problem("E107", Location(display, 1, 1),
-                                  f"file is {size} bytes, over the 1 MiB limit", "split it into several files")]
-        raw = path.read_bytes()
+                                  f"file is {info.st_size} bytes, over the 1 MiB limit", "split it into several files")]
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)  # bounded even if the file grows after stat()
+        if len(raw) > MAX_FILE_BYTES:
+            return None, [Problem("E107", Location(display, 1, 1), "file is over the 1 MiB limit",
+                                  "split it into several files")]
     except OSError as err:
         return None, [Problem("E100", Location(display, 1, 1), f"cannot read file: {err.strerror}", "")]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        before = raw[: err.start]
+        before = raw[: err.start]  # valid UTF-8 up to the bad byte
         line = before.count(b"\n") + 1
-        col = len(before) - (before.rfind(b"\n") + 1) + 1
+        col = len(before[before.rfind(b"\n") + 1 :].decode("utf-8")) + 1  # characters, as editors count
         return None, [Problem("E108", Location(display, line, col), "file is not valid UTF-8 text",
                               "save the file as UTF-8")]
     return text.removeprefix("\ufeff"), []
@@ -135,11 +152,20 @@ def load_document(doc: Document) -> tuple[DesiredExperiment | None, list[Problem
         return None, [Problem("E109", doc.start, "a manifest document must be a mapping",
                               "start the document with 'apiVersion: expctl/v1'")]
     problems = scan_strings(doc) + check_api_keys(doc)
-    skip = {(*p, "api_key") for p in _variant_paths(doc)}
+    # Only api_keys already reported as E301/E302 are left out of the model's errors; a well-shaped
+    # reference with a bad value (e.g. from_env: 1KEY) still gets its E204/E206/E207.
+    skip: set[tuple[str | int, ...]] = set()
+    for path in _variant_paths(doc):
+        variant = doc.data["variants"][path[1]]
+        if isinstance(variant, dict) and "api_key" in variant and not _is_reference_shape(variant["api_key"]):
+            skip.add((*path, "api_key"))
     try:
         manifest = Manifest.model_validate(doc.data, strict=True)
     except ValidationError as err:
         problems.extend(problems_from_validation(err, doc, skip_prefixes=skip))
+        if not problems:  # never drop a document silently
+            problems.append(Problem("E299", doc.start, "the manifest does not match the schema",
+                                    "check it against `expctl schema`"))
         return None, problems
     if problems:
         return None, problems
@@ -151,6 +177,10 @@ def _variant_paths(doc: Document) -> list[tuple[str | int, ...]]:
     return [("variants", i) for i in range(len(variants))] if isinstance(variants, list) else []
 
 
+def _is_reference_shape(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and set(value) <= {"from_env", "from_file"}
+
+
 def check_api_keys(doc: Document) -> list[Problem]:
     """A literal api key is refused with its own code; only secret references are allowed."""
     problems = []
@@ -160,7 +190,7 @@ def check_api_keys(doc: Document) -> list[Problem]:
             continue
         value = variant["api_key"]
         location = doc.location_of((*path, "api_key"))
-        if isinstance(value, dict) and len(value) == 1 and set(value) <= {"from_env", "from_file"}:
+        if _is_reference_shape(value):
             continue
         if isinstance(value, dict):
             problems.append(Problem("E302", location, "api_key must have exactly one of from_env or from_file",
@@ -172,15 +202,16 @@ def check_api_keys(doc: Document) -> list[Problem]:
     return problems
 
 
-def _walk_strings(value: Any, path: tuple[str | int, ...]) -> Iterable[tuple[tuple[str | int, ...], str]]:
+def _walk_strings(value: Any, path: tuple[str | int, ...]) -> Iterable[tuple[tuple[str | int, ...], str, bool]]:
+    """Every string in `value` with its path, and whether it is a mapping key."""
     stack: list[tuple[tuple[str | int, ...], Any]] = [(path, value)]
     while stack:
         here, item = stack.pop()
         if isinstance(item, str):
-            yield here, item
+            yield here, item, False
         elif isinstance(item, dict):
             for key, child in item.items():
-                yield (*here, key), str(key)
+                yield (*here, key), str(key), True
                 stack.append(((*here, key), child))
         elif isinstance(item, list):
             stack.extend(((*here, i), child) for i, child in enumerate(item))
@@ -188,12 +219,13 @@ def _walk_strings(value: Any, path: tuple[str | int, ...]) -> Iterable[tuple[tup
 
 def scan_strings(doc: Document) -> list[Problem]:
     problems = []
-    for path, text in _walk_strings(doc.data, ()):
-        if len(path) == 3 and path[2] == "api_key":
+    for path, text, is_key in _walk_strings(doc.data, ()):
+        if len(path) == 3 and path[2] == "api_key" and not is_key:
             continue  # a literal key is reported by check_api_keys with a better message
         kind = find_key_like(text)
         if kind is not None:
-            problems.append(Problem("E303", doc.location_of(path), f"this value looks like a live credential ({kind})",
+            problems.append(Problem("E303", doc.location_of(path, prefer_key=is_key),
+                                    f"this value looks like a live credential ({kind})",
                                     "never commit keys: reference them with {from_env: NAME} or {from_file: PATH}"))
     return problems
 

@@ -7,6 +7,7 @@ because a misplaced secret must not be printed back.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -26,11 +27,35 @@ class StrictModel(BaseModel):
 
 def _check_url(value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() or ord(c) < 32 for c in value):
         raise ValueError("must be an absolute http(s) URL with a host, e.g. https://api.example.com/v1")
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise ValueError("has an invalid port; use 1-65535") from None
     if parts.username or parts.password:
         raise ValueError("must not carry credentials; put the key in api_key as a secret reference")
     return value
+
+
+def _check_json(value: JsonValue) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("must be plain JSON: .nan and .inf have no JSON form")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _check_json_object(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    _check_json(value)
+    return value
+
+
+JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_check_json_object)]
 
 
 HttpUrlText = Annotated[str, AfterValidator(_check_url), Field(json_schema_extra={"format": "uri"})]
@@ -51,7 +76,7 @@ class Upstream(StrictModel):
     base_url: HttpUrlText
     opencode_settings: OpencodeSettings | None = None
     openclaw_settings: OpenclawSettings | None = None
-    extra_body: dict[str, JsonValue] | None = None
+    extra_body: JsonObject | None = None
     remove_from_body: list[str] | None = None
     add_cache_breakpoints: bool | None = None
     inject_reasoning_into_content: bool | None = None

@@ -7,6 +7,7 @@ input values are never echoed, so a key pasted into the wrong field is not print
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -19,7 +20,8 @@ _UPSTREAM_FORBIDDEN_HINTS = {
     "extra_headers": "an upstream has no extra_headers: the gateway does not forward custom headers",
 }
 
-_UNION_TAGS = frozenset({"FromEnv", "FromFile"})
+# The api_key union's members, and the key that selects each one.
+_UNION_TAGS = {"FromEnv": "from_env", "FromFile": "from_file"}
 
 _TYPE_CODES = {
     "missing": "E202",
@@ -35,6 +37,7 @@ _TYPE_CODES = {
     "too_long": "E206",
     "string_pattern_mismatch": "E207",
     "value_error": "E209",
+    "invalid-json-value": "E204",
 }
 
 
@@ -46,8 +49,14 @@ def _code(error_type: str) -> str:
     return _TYPE_CODES.get(error_type, "E299")
 
 
+def _shown_part(part: str | int) -> str:
+    # A path may pass through extra_body keys, and a key can be a pasted secret.
+    text = str(part)
+    return "(a key-like name)" if find_key_like(text) else text[:64]
+
+
 def _field_name(loc: tuple[str | int, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "document"
+    return ".".join(_shown_part(p) for p in loc) or "document"
 
 
 def _hint(code: str, loc: tuple[str | int, ...]) -> str:
@@ -80,18 +89,53 @@ def _message(code: str, error_type: str, msg: str, loc: tuple[str | int, ...]) -
     return f"{field}: {msg.removeprefix('Value error, ')}"
 
 
+def _value_at(data: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        if not isinstance(data, dict | list):
+            return None
+        try:
+            data = data[part]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _union_member(raw_loc: tuple[str | int, ...]) -> tuple[int, str] | None:
+    """Where pydantic put an api_key union member's name (e.g. 'FromEnv') in `raw_loc`, if it did."""
+    for index in range(1, len(raw_loc)):
+        part = raw_loc[index]
+        if raw_loc[index - 1] == "api_key" and isinstance(part, str) and part in _UNION_TAGS:
+            return index, part
+    return None
+
+
+def _other_union_member(raw_loc: tuple[str | int, ...], doc: Document) -> bool:
+    """True for an error about a union member the document did not choose (e.g. FromFile when
+    api_key says from_env): reporting it would only add noise such as "missing from_file"."""
+    member = _union_member(raw_loc)
+    if member is None:
+        return False
+    chosen = _value_at(doc.data, raw_loc[: member[0]])
+    return isinstance(chosen, dict) and _UNION_TAGS[member[1]] not in chosen
+
+
 def problems_from_validation(
     err: ValidationError, doc: Document, skip_prefixes: Iterable[tuple[str | int, ...]] = ()
 ) -> list[Problem]:
     skipped = tuple(skip_prefixes)
-    problems = []
+    problems: list[Problem] = []
     for item in err.errors(include_input=False, include_url=False):
-        # Drop pydantic's union member names (e.g. 'FromEnv') so paths match the document.
-        loc = tuple(p for p in item["loc"] if p not in _UNION_TAGS)
+        if _other_union_member(item["loc"], doc):
+            continue
+        # Drop pydantic's union member name (e.g. 'FromEnv') so paths match the document.
+        member = _union_member(item["loc"])
+        loc = item["loc"] if member is None else item["loc"][: member[0]] + item["loc"][member[0] + 1 :]
         if any(loc[: len(prefix)] == prefix for prefix in skipped):
             continue
         error_type = item["type"]
         code = _code(error_type)
         location = doc.location_of(loc, prefer_key=code == "E201")
-        problems.append(Problem(code, location, _message(code, error_type, item["msg"], loc), _hint(code, loc)))
+        problem = Problem(code, location, _message(code, error_type, item["msg"], loc), _hint(code, loc))
+        if problem not in problems:
+            problems.append(problem)
     return problems

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from expctl.errors import Location, Problem
+from expctl.manifest.secretscan import find_key_like
 from expctl.state import ROUTED_STATUSES
 
 
@@ -50,6 +51,12 @@ def cross_manifest_problems(experiments: Sequence[RuleSubject]) -> list[Problem]
     return problems
 
 
+def shown(value: str) -> str:
+    """A value quoted for a message: cut short, and withheld when it looks like a credential
+    (these rules also run on documents that failed validation)."""
+    return "(a key-like value)" if find_key_like(value) else f"'{value[:64]}'"
+
+
 def _first_seen(items: Sequence[tuple[str, Location]]) -> list[tuple[Location, Location, str]]:
     """For each repeated key: (this location, first location, key)."""
     first: dict[str, Location] = {}
@@ -64,7 +71,7 @@ def _first_seen(items: Sequence[tuple[str, Location]]) -> list[tuple[Location, L
 
 def duplicate_names(experiments: Sequence[RuleSubject]) -> list[Problem]:
     return [
-        Problem("E401", here, f"name '{name}' is already used at {first}",
+        Problem("E401", here, f"name {shown(name)} is already used at {first}",
                 "give each experiment its own name; the name is its identity")
         for here, first, name in _first_seen([(e.name, e.loc("name")) for e in experiments])
     ]
@@ -73,15 +80,15 @@ def duplicate_names(experiments: Sequence[RuleSubject]) -> list[Problem]:
 def routing_conflicts(experiments: Sequence[RuleSubject]) -> list[Problem]:
     wanting: dict[str, list[RuleSubject]] = defaultdict(list)
     for experiment in experiments:
-        if experiment.status in ROUTED_STATUSES:
+        if experiment.status in ROUTED_STATUSES and experiment.public_model_id:
             wanting[experiment.public_model_id].append(experiment)
     problems = []
     for public_id, group in wanting.items():
         for other in group[1:]:
             problems.append(Problem(
                 "E403", other.loc("status"),
-                f"'{other.name}' and '{group[0].name}' ({group[0].loc('status')}) both want "
-                f"{public_id} active or paused",
+                f"{shown(other.name)} and {shown(group[0].name)} ({group[0].loc('status')}) both want "
+                f"{shown(public_id)} active or paused",
                 "only one experiment per public_model_id can route: complete or draft the other one",
             ))
     return problems
@@ -89,7 +96,7 @@ def routing_conflicts(experiments: Sequence[RuleSubject]) -> list[Problem]:
 
 def variant_label_problems(experiment: RuleSubject) -> list[Problem]:
     problems = [
-        Problem("E402", here, f"label '{label}' is already used at {first} in '{experiment.name}'",
+        Problem("E402", here, f"label {shown(label)} is already used at {first} in {shown(experiment.name)}",
                 "give each variant a unique label")
         for here, first, label in _first_seen([(v.label, v.loc("label")) for v in experiment.variants])
     ]
@@ -97,10 +104,11 @@ def variant_label_problems(experiment: RuleSubject) -> list[Problem]:
     renames = [(v.renamed_from, v.loc("renamed_from")) for v in experiment.variants if v.renamed_from]
     for old, location in renames:
         if old in labels:
-            problems.append(Problem("E404", location, f"renamed_from '{old}' is still the label of another variant",
-                                    "drop renamed_from, or rename that other variant too"))
+            problems.append(Problem(
+                "E404", location, f"renamed_from {shown(old)} is still the label of another variant",
+                "drop renamed_from, or rename that other variant too"))
     problems += [
-        Problem("E404", here, f"two variants say renamed_from '{old}' (first at {first})",
+        Problem("E404", here, f"two variants say renamed_from {shown(old)} (first at {first})",
                 "only one variant can take over an old label")
         for here, first, old in _first_seen([(o, loc) for o, loc in renames if o is not None])
     ]

@@ -1,38 +1,73 @@
 """Detects strings that look like live credentials, so they never get committed in a manifest.
 
 Two signals: well-known key prefixes (OpenAI, Anthropic, OpenRouter, Google, GitHub, Slack, AWS,
-Hugging Face, GitLab) and long high-entropy tokens. Hex strings (commit ids, digests) and UUIDs stay
-below the entropy bar on purpose: they are common in manifests and never keys on their own.
+Hugging Face, GitLab) at the start of a word, and long high-entropy tokens whose letters and digits
+change case/class as often as random text does. Hex strings (commit ids, digests) and UUIDs are never
+mixed-case, and model ids built from words ("Meta-Llama-3.1-405B-Instruct") change class too rarely:
+both are common in manifests and never keys on their own.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import Counter
 
+# A prefix only counts at the start of a word: "task-router-experiment-2024" holds "sk-" but is no key.
+_START = r"(?<![A-Za-z0-9])"
+_END = r"(?![A-Za-z0-9])"
+
 KNOWN_KEY_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("Anthropic key", re.compile(r"sk-ant-[A-Za-z0-9_-]{16,}")),
-    ("OpenRouter key", re.compile(r"sk-or-[A-Za-z0-9_-]{16,}")),
-    ("OpenAI-style key", re.compile(r"sk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}")),
-    ("Google API key", re.compile(r"AIza[0-9A-Za-z_-]{30,}")),
-    ("GitHub token", re.compile(r"(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}")),
-    ("Slack token", re.compile(r"xox[abposr]-[A-Za-z0-9-]{10,}")),
-    ("AWS access key id", re.compile(r"(?:AKIA|ASIA)[0-9A-Z]{16}")),
-    ("Hugging Face token", re.compile(r"hf_[A-Za-z0-9]{30,}")),
-    ("GitLab token", re.compile(r"glpat-[A-Za-z0-9_-]{20,}")),
+    ("Anthropic key", re.compile(_START + r"sk-ant-[A-Za-z0-9_-]{16,}")),
+    ("OpenRouter key", re.compile(_START + r"sk-or-[A-Za-z0-9_-]{16,}")),
+    ("OpenAI-style key", re.compile(_START + r"sk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}")),
+    ("Google API key", re.compile(_START + r"AIza[0-9A-Za-z_-]{30,}")),
+    ("GitHub token", re.compile(_START + r"(?:(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})")),
+    ("Slack token", re.compile(_START + r"xox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("AWS access key id", re.compile(_START + r"(?:AKIA|ASIA)[0-9A-Z]{16}" + _END)),
+    ("Hugging Face token", re.compile(_START + r"hf_[A-Za-z0-9]{30,}")),
+    ("GitLab token", re.compile(_START + r"glpat-[A-Za-z0-9_-]{20,}")),
     ("private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
 )
+
+# One pass over the text for all prefixes; the per-kind patterns only name what was found.
+_ANY_KNOWN_KEY = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern in KNOWN_KEY_PATTERNS))
 
 _TOKEN_SPLIT = re.compile(r"[^A-Za-z0-9+/=_\-]+")
 MIN_TOKEN_LENGTH = 32
 MIN_ENTROPY_BITS = 4.2
+# Share of neighbouring letters/digits that switch class (upper, lower, digit). Random keys switch
+# about 62% of the time; names built from words and numbers ("Mixtral-8x22B-Instruct-20240112",
+# ".../deployments/GPT4o-Prod/chat/completions") stay under 30%.
+MIN_CLASS_CHANGE_RATIO = 0.3
 
 
 def shannon_entropy(text: str) -> float:
     counts = Counter(text)
     total = len(text)
     return -sum(n / total * math.log2(n / total) for n in counts.values())
+
+
+def _char_class(char: str) -> str | None:
+    if char.isdigit():
+        return "digit"
+    if char.isupper():
+        return "upper"
+    if char.islower():
+        return "lower"
+    return None
+
+
+def class_change_ratio(token: str) -> float:
+    """How often adjacent letters/digits change class; separators ('-', '/', ...) are skipped over."""
+    pairs = changes = 0
+    for left, right in itertools.pairwise(token):
+        a, b = _char_class(left), _char_class(right)
+        if a is not None and b is not None:
+            pairs += 1
+            changes += a != b
+    return changes / pairs if pairs else 0.0
 
 
 def _looks_high_entropy(token: str) -> bool:
@@ -44,14 +79,15 @@ def _looks_high_entropy(token: str) -> bool:
     # Mixed case plus digits is what generated keys look like; words joined by dashes are not.
     if not (has_digit and has_upper and has_lower):
         return False
-    return shannon_entropy(token) >= MIN_ENTROPY_BITS
+    return shannon_entropy(token) >= MIN_ENTROPY_BITS and class_change_ratio(token) >= MIN_CLASS_CHANGE_RATIO
 
 
 def find_key_like(text: str) -> str | None:
     """Names the kind of credential `text` seems to contain, or None. Never returns the text."""
-    for kind, pattern in KNOWN_KEY_PATTERNS:
-        if pattern.search(text):
-            return kind
+    if _ANY_KNOWN_KEY.search(text):
+        for kind, pattern in KNOWN_KEY_PATTERNS:
+            if pattern.search(text):
+                return kind
     if len(text) < MIN_TOKEN_LENGTH:
         return None
     for token in _TOKEN_SPLIT.split(text):

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from expctl.errors import Location, Problem
+from expctl.manifest.secretscan import find_key_like
 
 try:
     _Loader: type[Any] = yaml.CSafeLoader
@@ -24,7 +25,13 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 
 MAX_DEPTH = 64
 Path_ = tuple[str | int, ...]
-STR_TAG = "tag:yaml.org,2002:str"
+YAML_TAG_PREFIX = "tag:yaml.org,2002:"
+STR_TAG = YAML_TAG_PREFIX + "str"
+MERGE_TAG = YAML_TAG_PREFIX + "merge"
+# Tags a scalar may carry (explicitly or by resolution); collection tags on scalars are refused.
+SCALAR_TAGS = frozenset(YAML_TAG_PREFIX + t for t in ("null", "bool", "int", "float", "binary", "timestamp", "str"))
+# The only tags a mapping or a sequence may carry.
+COLLECTION_TAGS = {yaml.MappingStartEvent: YAML_TAG_PREFIX + "map", yaml.SequenceStartEvent: YAML_TAG_PREFIX + "seq"}
 
 
 @dataclass
@@ -111,24 +118,35 @@ class _Builder:
             if not event.implicit[0]:
                 return event.value  # quoted: always a string
             tag = self._resolver.resolve(yaml.ScalarNode, event.value, (True, False))  # type: ignore[no-untyped-call]
-        elif not tag.startswith("tag:yaml.org,2002:"):
+            if tag == MERGE_TAG and self._is_key_position():
+                self._abort(event, "E104", "YAML merge keys ('<<') are not allowed", "write the keys out in full")
+            if tag not in SCALAR_TAGS:
+                return event.value  # '=' and '<<' as plain values: just text
+        elif not tag.startswith(YAML_TAG_PREFIX):
             self._abort(event, "E104", "custom YAML tags are not allowed", "remove the tag")
         if tag == STR_TAG:
             return event.value
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
-        constructor: Any = self._constructor.yaml_constructors.get(tag)
-        if constructor is None:
+        if tag not in SCALAR_TAGS:
             self._abort(event, "E104", "unsupported YAML tag", "remove the tag")
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
+        constructor: Any = self._constructor.yaml_constructors[tag]
         try:
             return constructor(self._constructor, node)
-        except (ValueError, yaml.YAMLError):
+        except Exception:  # PyYAML's scalar constructors raise KeyError, AttributeError, ... on bad text
             self._abort(event, "E101", "value cannot be read as its YAML type", "quote the value")
         return None  # pragma: no cover - _abort raises
+
+    def _is_key_position(self) -> bool:
+        return bool(self._stack) and isinstance(self._stack[-1].container, dict) and not self._stack[-1].has_key
 
     def _start_collection(self, event: Any) -> None:
         if len(self._stack) >= MAX_DEPTH:
             self._abort(event, "E105", f"nesting deeper than {MAX_DEPTH} levels", "flatten the structure")
-        if self._stack and isinstance(self._stack[-1].container, dict) and not self._stack[-1].has_key:
+        if event.tag not in (None, "!", COLLECTION_TAGS[type(event)]):
+            custom = not event.tag.startswith(YAML_TAG_PREFIX)
+            message = "custom YAML tags are not allowed" if custom else "unsupported YAML tag"
+            self._abort(event, "E104", message, "remove the tag")
+        if self._is_key_position():
             self._abort(event, "E101", "mapping keys must be plain strings", "use a string key")
         container: dict[Any, Any] | list[Any] = (
             {} if isinstance(event, yaml.MappingStartEvent) else []
@@ -165,9 +183,8 @@ class _Builder:
             assert self._doc is not None
             first = self._doc.key_locations.get((*frame.path, key))
             where = f" (first at line {first.line})" if first else ""
-            self.problems.append(
-                Problem("E102", location, f"duplicate key '{key[:64]}'{where}", "keep one of the two keys")
-            )
+            shown = "(a key-like name)" if find_key_like(key) else f"'{key[:64]}'"
+            self.problems.append(Problem("E102", location, f"duplicate key {shown}{where}", "keep one of the two keys"))
         frame.pending_key = key
         frame.has_key = True
         assert self._doc is not None
