@@ -202,3 +202,16 @@ def test_messages_name_the_kind_not_the_value(tmp_path: Path) -> None:
         "unknown field (a key-like name) in document",
         "this value looks like a live credential (Anthropic key)",
     ])
+
+
+@pytest.mark.parametrize("reference", ["«{from_env: BYOK_ENCRYPTION_KEY}", "«{from_env: DATABASE_URL}",
+                                       "«{from_env: GITHUB_TOKEN}", "«{from_env: ACTIONS_RUNTIME_TOKEN}"])
+def test_from_env_may_not_name_expctls_own_credentials_e304(tmp_path: Path, reference: str) -> None:
+    source, where = unmark(edit(BASE, KEY_REF, reference))
+    assert only_problem(load_one(tmp_path, source)) == Found("E304", "m.yaml", *where)
+
+
+@pytest.mark.parametrize("reference", ["«{from_file: ../outside/key}", "«{from_file: secrets/../../etc/passwd}"])
+def test_from_file_may_not_climb_out_e305(tmp_path: Path, reference: str) -> None:
+    source, where = unmark(edit(BASE, KEY_REF, reference))
+    assert only_problem(load_one(tmp_path, source)) == Found("E305", "m.yaml", *where)

@@ -11,7 +11,7 @@ import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import ValidationError
@@ -191,6 +191,7 @@ def check_api_keys(doc: Document) -> list[Problem]:
         value = variant["api_key"]
         location = doc.location_of((*path, "api_key"))
         if _is_reference_shape(value):
+            problems.extend(_reference_policy(value, location))
             continue
         if isinstance(value, dict):
             problems.append(Problem("E302", location, "api_key must have exactly one of from_env or from_file",
@@ -200,6 +201,27 @@ def check_api_keys(doc: Document) -> list[Problem]:
                                     "remove the key from the file (rotate it if it was committed) and write "
                                     "api_key: {from_env: NAME} or {from_file: PATH}"))
     return problems
+
+
+# Variables that hold expctl's or CI's own credentials: a manifest must never send them upstream
+# as an api key (a reviewed-but-malicious change could exfiltrate the BYOK key that way).
+RESERVED_ENV_NAMES = frozenset({
+    "BYOK_ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL", "TEST_DATABASE_URL", "TEST_REDIS_URL",
+    "GITHUB_TOKEN", "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "PGPASSWORD",
+})
+RESERVED_ENV_PREFIXES = ("EXPCTL_DATABASE", "EXPCTL_PLAN_", "ACTIONS_", "RUNNER_")
+
+
+def _reference_policy(value: dict[str, Any], location: Location) -> list[Problem]:
+    """from_env may not name expctl's own credentials; a relative from_file may not climb with '..'."""
+    env, path = value.get("from_env"), value.get("from_file")
+    if isinstance(env, str) and (env.upper() in RESERVED_ENV_NAMES or env.upper().startswith(RESERVED_ENV_PREFIXES)):
+        return [Problem("E304", location, "from_env names a variable that holds expctl's or CI's own credentials",
+                        "give the api key its own variable, e.g. {from_env: PARTNER_RC1_KEY}")]
+    if isinstance(path, str) and ".." in PurePosixPath(path).parts:
+        return [Problem("E305", location, "from_file must not contain '..' path components",
+                        "use a path inside the repository or an absolute path such as /run/secrets/NAME")]
+    return []
 
 
 def _walk_strings(value: Any, path: tuple[str | int, ...]) -> Iterable[tuple[tuple[str | int, ...], str, bool]]:
