@@ -70,6 +70,17 @@ class Cache:
     def _client(self, url: str) -> redis.Redis:
         return redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
 
+    def _get_membership(self, client: redis.Redis) -> tuple[bytes | str | None, bool]:
+        """The raw membership value; (None, False) when the key holds another Redis type, which is a
+        corrupt value (drift that a refresh overwrites), not an unreachable Redis."""
+        try:
+            raw: bytes | str | None = client.get(membership_key(self.prefix))
+        except redis.ResponseError as err:
+            if _wrong_type(err):
+                return None, False
+            raise
+        return raw, True
+
     def read_membership(self) -> tuple[tuple[str, ...] | None, bool]:
         """The first target's membership value (what plans show as "before")."""
         if not self.urls:
@@ -77,21 +88,21 @@ class Cache:
         url = self.urls[0]
         try:
             with self._client(url) as client:
-                raw = client.get(membership_key(self.prefix))
+                raw, same_type = self._get_membership(client)
         except redis.RedisError as err:
             raise ConnectionFailed(f"cannot read Redis at {safe_redis_url(url)}: {type(err).__name__}") from None
-        return decode_membership(raw)
+        return decode_membership(raw) if same_type else (None, False)
 
     def check(self, expected: Sequence[str]) -> list[Drift]:
         drifts = []
         for url in self.urls:
             try:
                 with self._client(url) as client:
-                    raw = client.get(membership_key(self.prefix))
+                    raw, same_type = self._get_membership(client)
             except redis.RedisError as err:
                 drifts.append(Drift(safe_redis_url(url), f"unreachable ({type(err).__name__})"))
                 continue
-            ids, ok = decode_membership(raw)
+            ids, ok = decode_membership(raw) if same_type else (None, False)
             if not ok:
                 drifts.append(Drift(safe_redis_url(url), "membership value is corrupt (not a JSON array of strings)"))
             elif ids is None:
@@ -103,7 +114,8 @@ class Cache:
     def refresh(self, membership: Sequence[str], changed_ids: Iterable[str]) -> list[str]:
         """Deletes per-id routing keys and writes the membership where it differs.
 
-        Returns the URLs that failed (password hidden); an empty list means every target is fresh.
+        Returns the URLs that failed (password hidden) with the kind of error; an empty list means
+        every target is fresh. A membership key of another Redis type is overwritten (SET replaces it).
         """
         failed = []
         stale_keys = sorted({routing_key(self.prefix, pid) for pid in changed_ids})
@@ -115,9 +127,16 @@ class Cache:
                     if stale_keys:
                         pipe.delete(*stale_keys)
                     pipe.get(membership_key(self.prefix))
-                    current = pipe.execute()[-1]
-                    if current != value:
+                    results = pipe.execute(raise_on_error=False)
+                    for result in results:
+                        if isinstance(result, redis.RedisError) and not _wrong_type(result):
+                            raise result
+                    if results[-1] != value:
                         client.set(membership_key(self.prefix), value)
-            except redis.RedisError:
-                failed.append(safe_redis_url(url))
+            except redis.RedisError as err:
+                failed.append(f"{safe_redis_url(url)} ({type(err).__name__})")
         return failed
+
+
+def _wrong_type(err: redis.RedisError) -> bool:
+    return str(err).startswith("WRONGTYPE")

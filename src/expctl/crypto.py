@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Mapping
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -90,6 +91,12 @@ def _check_key(key: bytes) -> None:
         raise ConfigError(f"{BYOK_ENV} must be {KEY_BYTES} bytes, got {len(key)}")
 
 
+@lru_cache(maxsize=8)
+def _aead(key: bytes) -> AESGCM:
+    """One cipher object per key: a plan decrypts every current version with the same key."""
+    return AESGCM(key)
+
+
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
@@ -99,7 +106,7 @@ def _encrypt_with_nonce(key: bytes, nonce: bytes, plaintext: str) -> dict[str, s
     _check_key(key)
     if len(nonce) != NONCE_BYTES:
         raise ValueError(f"nonce must be {NONCE_BYTES} bytes, got {len(nonce)}")
-    sealed = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), None)
+    sealed = _aead(key).encrypt(nonce, plaintext.encode("utf-8"), None)
     # AESGCM returns ciphertext || tag; the gateway stores them as separate fields.
     ciphertext, tag = sealed[:-TAG_BYTES], sealed[-TAG_BYTES:]
     return {"iv": _b64(nonce), "data": _b64(ciphertext), "authTag": _b64(tag)}
@@ -130,7 +137,7 @@ def decrypt_api_key(key: bytes, payload: Mapping[str, object]) -> str:
             f"{TAG_BYTES}-byte authTag, got {len(nonce)} and {len(tag)} bytes"
         )
     try:
-        plain = AESGCM(key).decrypt(nonce, ciphertext + tag, None)
+        plain = _aead(key).decrypt(nonce, ciphertext + tag, None)
         return plain.decode("utf-8")
     except (InvalidTag, UnicodeDecodeError):
         raise DecryptError(

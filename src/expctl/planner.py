@@ -25,8 +25,9 @@ from expctl.state import (
     DesiredExperiment,
     DesiredVariant,
     KeyComparison,
-    canonical_json,
     digest,
+    membership_order,
+    same_json,
     state_fingerprint,
 )
 
@@ -149,7 +150,7 @@ def _version_changes(
     routing = status in ROUTED_STATUSES
     version = row.current_version
     check = ctx.key_checks.get((desired.name, variant.label), _UNKNOWN_KEY)
-    if version is None or canonical_json(version.upstream) != canonical_json(variant.upstream):
+    if version is None or not same_json(version.upstream, variant.upstream):
         return [_edit(ChangeKind.HOT_SWAP, Edit.HOT_SWAP, status, variant.loc("upstream"), variant=variant.label,
                       before=None if version is None else dict(version.upstream),
                       after={**dict(variant.upstream)}, routing=routing)]
@@ -322,7 +323,7 @@ def _assemble(
         state_fingerprint=state_fingerprint(bound + related),
         manifests_digest=digest(sorted((d.to_record() for d in desired), key=lambda r: str(r["name"]))),
         membership_before=actual.membership,
-        membership_after=tuple(sorted(public_id for public_id, owners in routed.items() if owners)),
+        membership_after=membership_order(public_id for public_id, owners in routed.items() if owners),
         membership_db=actual.routed_membership(),
         membership_corrupt=not actual.membership_raw_ok,
         membership_read=actual.membership_read,

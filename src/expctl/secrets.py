@@ -24,12 +24,15 @@ A manifest's `api_key` is only ever a reference, `{from_env: NAME}` or `{from_fi
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
 from expctl.errors import SecretError
+
+MAX_SECRET_BYTES = 64 * 1024  # api keys are short; a bigger file is a mistake, not a key
 
 __all__ = ["DefaultResolver", "SecretRef", "SecretResolver"]
 
@@ -96,6 +99,13 @@ class DefaultResolver:
         path = self.path_of(ref)
         where = ref.describe() if str(path) == ref.name else f"{ref.describe()} ({path})"
         try:
+            info = path.stat()
+            if stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(info.st_mode):  # a FIFO would block, a device would never end
+                raise SecretError(f"secret {where} is not a regular file")
+            if info.st_size > MAX_SECRET_BYTES:
+                raise SecretError(f"secret {where} is larger than {MAX_SECRET_BYTES} bytes")
             raw = path.read_bytes()
         except FileNotFoundError:
             return None

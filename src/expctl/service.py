@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from expctl import crypto
 from expctl.cache import Cache
@@ -20,6 +20,7 @@ from expctl.errors import (
     ConflictError,
     ConnectionFailed,
     ExpctlError,
+    LockTimeout,
     ManifestError,
     RefusedError,
     StalePlanError,
@@ -31,7 +32,15 @@ from expctl.secrets import DefaultResolver, SecretResolver
 from expctl.state import ActualState, DesiredExperiment, KeyComparison
 from expctl.store import audit
 from expctl.store.applier import ApplyContext, changed_public_ids, execute
-from expctl.store.db import connect, describe_db_error, read_only, require_schema, take_apply_lock
+from expctl.store.db import (
+    DatabaseError,
+    connect,
+    describe_db_error,
+    error_from_db,
+    read_only,
+    require_schema,
+    take_apply_lock,
+)
 from expctl.store.outbox import drain_cache_invalidations, pending_cache_invalidations, queue_cache_invalidations
 from expctl.store.reader import read_state, routed_membership
 
@@ -42,7 +51,8 @@ class Settings:
     database_url: str
     redis_urls: Sequence[str] = ()
     redis_prefix: str = "ai-gateway.model-experiments:"
-    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    # Not in the repr: the environment holds the secrets and the BYOK key (as DefaultResolver's repr).
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
     base_dir: Path = field(default_factory=Path.cwd)
     lock_timeout_s: float = 60.0
 
@@ -69,13 +79,20 @@ def key_checks(
     """Compares each desired secret with the stored key, in constant time; never for completed ones."""
     bound = state.by_managed_name()
     checks: dict[tuple[str, str], KeyComparison] = {}
+    fingerprints: dict[str, str] = {}  # many variants share a secret: hash each one once
+
+    def fingerprint(secret: str) -> str:
+        if secret not in fingerprints:
+            fingerprints[secret] = crypto.fingerprint(secret)
+        return fingerprints[secret]
+
     for experiment in desired:
         if experiment.status == "completed":
             continue  # DESIGN §2: secrets of completed experiments are never resolved
         pairs, _ = match_variants(experiment, bound.get(experiment.name))
         for variant, row in pairs:
             secret = resolver.resolve(variant.api_key)
-            wanted = crypto.fingerprint(secret) if secret is not None else None
+            wanted = fingerprint(secret) if secret is not None else None
             version = row.current_version if row else None
             if secret is None or byok_key is None or version is None:
                 checks[(experiment.name, variant.label)] = KeyComparison("unknown", wanted)
@@ -86,7 +103,7 @@ def key_checks(
                 raise crypto.DecryptError(f"{experiment.name}/{variant.label}: {err}") from None
             same = crypto.secrets_equal(stored, secret)
             checks[(experiment.name, variant.label)] = KeyComparison(
-                "same" if same else "changed", wanted, crypto.fingerprint(stored))
+                "same" if same else "changed", wanted, wanted if same else crypto.fingerprint(stored))
     return checks
 
 
@@ -135,7 +152,13 @@ def apply(
         with connect(settings.database_url) as conn, conn.begin():
             audit.record(conn, command, refused.plan, "refused", settings.env)
         raise
-    refresh_cache(settings)
+    try:
+        refresh_cache(settings)
+    except (ConnectionFailed, DatabaseError, LockTimeout) as err:  # PostgreSQL failed after the commit, not Redis
+        raise CacheRefreshFailed(
+            f"PostgreSQL is committed, but the Redis refresh could not read it back ({err}); "
+            "re-run `expctl reconcile` or `expctl cache refresh` to heal"
+        ) from None
     return ApplyOutcome(plan, plan.has_changes)
 
 
@@ -146,24 +169,29 @@ def _apply_locked(
     resolver, byok_key = settings.resolver(), settings.byok_key()
     membership, membership_ok = _membership_or_unknown(settings)
     with connect(settings.database_url) as conn, conn.begin():
-        require_schema(conn)
-        take_apply_lock(conn, settings.lock_timeout_s)
-        state = read_state(conn, membership, membership_ok is not False, membership_read=membership_ok is not None)
-        plan = build_plan(desired, state, key_checks(desired, state, resolver, byok_key), prune)
-        if saved is not None:
-            _check_saved(saved, plan)
-        if plan.refused:
-            raise PlanRefused(plan)
-        if not confirm(plan):
-            raise ExpctlError("not approved: nothing was applied")
-        if plan.has_changes:
-            ctx = ApplyContext({d.name: d for d in desired}, state, resolver, byok_key, audit.actor(settings.env))
-            try:
-                execute(conn, plan, ctx)
-            except IntegrityError as err:
-                raise _map_integrity(err, settings.database_url) from None
-            queue_cache_invalidations(conn, changed_public_ids(plan))
-        audit.record(conn, command, plan, "applied" if plan.has_changes else "no changes", settings.env)
+        try:
+            require_schema(conn)
+            take_apply_lock(conn, settings.lock_timeout_s)
+            state = read_state(conn, membership, membership_ok is not False, membership_read=membership_ok is not None)
+            plan = build_plan(desired, state, key_checks(desired, state, resolver, byok_key), prune)
+            if saved is not None:
+                _check_saved(saved, plan)
+            if plan.refused:
+                raise PlanRefused(plan)
+            if not confirm(plan):
+                raise ExpctlError("not approved: nothing was applied")
+            if plan.has_changes:
+                ctx = ApplyContext({d.name: d for d in desired}, state, resolver, byok_key, audit.actor(settings.env))
+                try:
+                    execute(conn, plan, ctx)
+                except IntegrityError as err:
+                    raise _map_integrity(err, settings.database_url) from None
+                queue_cache_invalidations(conn, changed_public_ids(plan))
+            audit.record(conn, command, plan, "applied" if plan.has_changes else "no changes", settings.env)
+        except DBAPIError as err:
+            # Before the COMMIT, so the transaction is rolled back and the run changed nothing. (A failing
+            # COMMIT is reported by `connect` without that claim: its outcome is unknown.)
+            raise error_from_db(err, settings.database_url, "; nothing was applied") from None
     return plan
 
 
@@ -196,19 +224,23 @@ def _check_saved(saved: Mapping[str, object], fresh: Plan) -> None:
 
 def refresh_cache(settings: Settings, extra_ids: Sequence[str] = ()) -> None:
     """Writes the membership computed from PostgreSQL after the commit and drops the per-id keys
-    queued in the outbox (and `extra_ids`); the outbox is drained only when every target succeeded."""
+    queued in the outbox (and `extra_ids`); the outbox is drained only when every target succeeded.
+
+    Runs under the apply lock, held from reading PostgreSQL until Redis is written: a run that
+    commits meanwhile refreshes after this one, so an older membership never overwrites a newer one.
+    """
     cache = settings.cache()
     if not cache.urls:
         return
-    with read_only(settings.database_url) as conn:
+    with connect(settings.database_url) as conn, conn.begin():
+        take_apply_lock(conn, settings.lock_timeout_s)
         membership = routed_membership(conn)
         pending = pending_cache_invalidations(conn)
-    failures = cache.refresh(membership, sorted(set(pending) | set(extra_ids)))
+        failures = cache.refresh(membership, sorted(set(pending) | set(extra_ids)))
+        if pending and not failures:
+            drain_cache_invalidations(conn, pending)
     if failures:
         raise CacheRefreshFailed(
             f"PostgreSQL is committed, but refreshing Redis failed for {', '.join(failures)}; "
             "re-run `expctl reconcile` or `expctl cache refresh` to heal"
         )
-    if pending:
-        with connect(settings.database_url) as conn, conn.begin():
-            drain_cache_invalidations(conn, pending)

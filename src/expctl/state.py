@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -24,6 +24,56 @@ ROUTED_STATUSES: frozenset[str] = frozenset({"active", "paused"})
 def canonical_json(value: Any) -> str:
     """A stable JSON text for hashing and equality of JSON-like values."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+class _Undecided(Exception):
+    """A value that is not plain JSON data (or dicts whose keys differ): only the canonical texts can tell."""
+
+
+_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain_equal(a: Any, b: Any) -> bool:
+    """Walks both values side by side; a difference between plain values at the same place means
+    different JSON texts, agreement everywhere means equal texts."""
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        kind = type(x)
+        if kind is not type(y):
+            if kind in _PLAIN_SCALARS and type(y) in _PLAIN_SCALARS:
+                return False  # e.g. 1 vs true vs 1.0 vs "1": different JSON texts
+            raise _Undecided
+        if kind is dict:
+            if len(x) != len(y):
+                raise _Undecided
+            for key, value in x.items():
+                if type(key) is not str or key not in y:
+                    raise _Undecided
+                stack.append((value, y[key]))
+        elif kind is list:
+            if len(x) != len(y):
+                return False
+            stack.extend(zip(x, y, strict=True))
+        elif kind is float:
+            if repr(x) != repr(y):  # what json writes: -0.0 and 0.0 differ, nan equals nan
+                return False
+        elif kind in _PLAIN_SCALARS:
+            if x != y:
+                return False
+        else:
+            raise _Undecided
+    return True
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """`canonical_json(a) == canonical_json(b)`, decided without building the two texts when both
+    values are plain JSON data (dicts with str keys, lists, str, int, float, bool, None), as
+    upstreams read from PostgreSQL and from manifests are; anything else compares the texts."""
+    try:
+        return _plain_equal(a, b)
+    except _Undecided:
+        return canonical_json(a) == canonical_json(b)
 
 
 def digest(value: Any) -> str:
@@ -148,7 +198,13 @@ class ActualState:
         return {e.managed_name: e for e in self.experiments if e.managed_name is not None}
 
     def routed_membership(self) -> tuple[str, ...]:
-        return tuple(sorted({e.public_model_id for e in self.experiments if e.routed}))
+        return membership_order({e.public_model_id for e in self.experiments if e.routed})
+
+
+def membership_order(public_ids: Iterable[str]) -> tuple[str, ...]:
+    """Sorted as the gateway's JavaScript `Array.prototype.sort()` sorts: by UTF-16 code unit
+    (differs from code point order only beyond U+FFFF, e.g. emoji)."""
+    return tuple(sorted(set(public_ids), key=lambda s: s.encode("utf-16-be", "surrogatepass")))
 
 
 def state_fingerprint(experiments: list[ActualExperiment]) -> str:

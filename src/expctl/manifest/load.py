@@ -56,6 +56,14 @@ class LoadResult:
     files: tuple[str, ...]
 
 
+def _points_inside(link: Path, root: Path) -> bool:
+    """Whether a symlink resolves inside `root`; a loop or a dangling chain counts as outside."""
+    try:
+        return link.resolve(strict=True).is_relative_to(root)
+    except (OSError, RuntimeError):
+        return False
+
+
 def discover(directory: Path) -> tuple[list[Path], list[Problem]]:
     """Manifest files under `directory`, sorted; symlinks leaving the directory are refused."""
     problems: list[Problem] = []
@@ -68,7 +76,7 @@ def discover(directory: Path) -> tuple[list[Path], list[Problem]]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for dirname in dirnames:  # never followed; one leaving the directory would silently hide manifests
             link = Path(dirpath) / dirname
-            if link.is_symlink() and not link.resolve().is_relative_to(root):
+            if link.is_symlink() and not _points_inside(link, root):
                 problems.append(Problem(
                     "E106", Location(str(link), 1, 1),
                     "a symlinked directory points outside the manifest directory; it is not read",
@@ -78,7 +86,7 @@ def discover(directory: Path) -> tuple[list[Path], list[Problem]]:
             path = Path(dirpath) / filename
             if filename.startswith(".") or path.suffix not in MANIFEST_SUFFIXES:
                 continue
-            if path.is_symlink() and not path.resolve().is_relative_to(root):
+            if path.is_symlink() and not _points_inside(path, root):
                 problems.append(Problem(
                     "E106", Location(str(path), 1, 1),
                     "manifest is a symlink to a file outside the manifest directory",
@@ -244,6 +252,10 @@ def scan_strings(doc: Document) -> list[Problem]:
     for path, text, is_key in _walk_strings(doc.data, ()):
         if len(path) == 3 and path[2] == "api_key" and not is_key:
             continue  # a literal key is reported by check_api_keys with a better message
+        if "\x00" in text:  # PostgreSQL refuses NUL in text and jsonb; say so here, with a location
+            problems.append(Problem("E110", doc.location_of(path, prefer_key=is_key),
+                                    "a string contains a NUL character", "remove the \\0 escape"))
+            continue
         kind = find_key_like(text)
         if kind is not None:
             problems.append(Problem("E303", doc.location_of(path, prefer_key=is_key),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -22,6 +21,7 @@ Record = Mapping[str, Any]
 CHECKED_AT_APPLY = "checked at apply"  # mirrors expctl.plan; repeated so a saved record needs no Plan
 TRAFFIC_KINDS = frozenset({"transition", "hot_swap", "add_variant", "remove_variant", "reweight_variant"})
 _FINGERPRINT = re.compile(r"sha256:[0-9a-f]{6,64}")
+_SPACE = re.compile(r"\s")  # the same characters as str.isspace()
 _MAX_VALUE = 80
 _LIST_LIMIT = 20
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -31,12 +31,17 @@ _GREEN, _YELLOW, _RED, _BOLD, _RESET = "\x1b[32m", "\x1b[33m", "\x1b[31m", "\x1b
 
 # ---------------------------------------------------------------- shared wording (markdown too)
 
+# Unicode category Cc is exactly C0, DEL and C1 (U+0000-U+001F, U+007F-U+009F); plus the bidi overrides.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f" + "".join(sorted(_BIDI)) + "]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
+
+
 def clean(text: str) -> str:
     """Escapes control and bidi-override characters: user text cannot forge colours or reorder a line."""
-    return "".join(
-        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) == "Cc" or ch in _BIDI else ch
-        for ch in text
-    )
+    return _UNSAFE.sub(_escape, text)
 
 
 def short_id(plan_id: str) -> str:
@@ -75,7 +80,7 @@ def value_text(value: Any) -> str:
         return "(none)"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str) and value and len(value) <= _MAX_VALUE and not any(ch.isspace() for ch in value):
+    if isinstance(value, str) and value and len(value) <= _MAX_VALUE and not _SPACE.search(value):
         return value
     text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
     return text if len(text) <= _MAX_VALUE else text[: _MAX_VALUE - 1] + "…"
@@ -219,7 +224,9 @@ def membership_text(cache: Record) -> str:
     drift = "; drift: Redis differs from PostgreSQL (apply or `expctl cache refresh` rewrites it)" \
         if cache["drift"] else ""
     if before is None:
-        return f"unknown (not read) -> {plural(len(after), 'public id')}{drift}"
+        # With drift the key was read and is missing or corrupt; without, Redis was not consulted.
+        state = "missing or unreadable in Redis" if cache["drift"] else "unknown (Redis not read)"
+        return f"{state} -> {plural(len(after), 'public id')}{drift}"
     before_set, after_set = set(before), set(after)
     added = [p for p in after if p not in before_set]
     removed = [p for p in before if p not in after_set]

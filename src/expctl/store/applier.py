@@ -6,20 +6,41 @@ constraint true at every step (DESIGN §5):
 3. structure: create experiments, rename/remove/add/reweight variants, then insert versions;
 4. activations (draft → active, paused → active), last, when the public id is free.
 
-Writes are batched per step (executemany runs in psycopg's pipeline mode), so the number of round
-trips does not grow with the number of experiments. Experiment updates carry
-`WHERE id = … AND status = <expected>` and the apply aborts when a row changed underneath.
+Every write is one set-based statement per step, whatever the number of rows: a batch travels as
+one JSON parameter that `json_to_recordset(...)` turns back into rows (`INSERT … SELECT`,
+`UPDATE … FROM`), a set of ids as one array (`= ANY(…)`), so an apply creating 10,000
+experiments makes as many round trips as one creating a single experiment. Experiment updates
+carry `WHERE id = … AND status = <expected>` and the apply aborts when a row changed underneath.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    ColumnElement,
+    Connection,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    column,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 from expctl.crypto import encrypt_api_key
 from expctl.errors import ConfigError, ConflictError, SecretError
@@ -164,6 +185,17 @@ def collect(plan: Plan, ctx: ApplyContext) -> _Batch:
     return batch
 
 
+def _lock_touched(conn: Connection, plan: Plan, ctx: ApplyContext) -> None:
+    """Locks the existing experiment rows the plan changes; aborts if one's status moved since the read."""
+    bound = ctx.state.by_managed_name()
+    expected = {a.id: a.status for e in plan.experiments if e.changes and (a := bound.get(e.name)) is not None}
+    if not expected:
+        return
+    query = select(E.c.id, E.c.status).where(_ids(E.c.id, sorted(expected))).order_by(E.c.id).with_for_update()
+    current = {row.id: row.status for row in conn.execute(query)}
+    _expect_rows(sum(current.get(i) == status for i, status in expected.items()), len(expected), "experiment status")
+
+
 def _expect_rows(result_rowcount: int, expected: int, what: str) -> None:
     if result_rowcount != expected:
         raise ConflictError(
@@ -172,50 +204,86 @@ def _expect_rows(result_rowcount: int, expected: int, what: str) -> None:
         )
 
 
+def _array(column: Column[Any], values: Sequence[Any]) -> ColumnElement[Any]:
+    """One bound parameter holding a list of values, cast to the column's array type."""
+    return cast(bindparam(None, list(values), type_=ARRAY(Text())), ARRAY(column.type))
+
+
+def _ids(column: Column[Any], ids: Sequence[str]) -> ColumnElement[bool]:
+    """`column = ANY(<ids as one array>)`."""
+    return column == any_(_array(column, ids))
+
+
+def _rows(columns: Mapping[str, Column[Any]], rows: Sequence[Mapping[str, Any]]) -> TableValuedAlias:
+    """`json_to_recordset(<the batch as one JSON parameter>) AS anon(name type, …)`: the batch as a
+    relation whose columns have the names of `columns` and the types of those table columns.
+
+    One JSON text is the cheapest way to ship thousands of rows in one statement: it is written by
+    the C encoder and parsed by the server, while array parameters are escaped value by value.
+    """
+    payload = json.dumps([{name: row[name] for name in columns} for row in rows], ensure_ascii=False)
+    source = func.json_to_recordset(cast(bindparam(None, payload, type_=Text()), JSON()))
+    return source.table_valued(*(column(name, col.type) for name, col in columns.items())).render_derived(
+        with_types=True)
+
+
+def _insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]],
+            computed: Mapping[str, ColumnElement[Any]] | None = None) -> None:
+    """`INSERT INTO table (…) SELECT … FROM unnest(…)`: every row in one statement."""
+    names = list(rows[0])
+    source = _rows({name: table.c[name] for name in names}, rows)
+    extra = dict(computed or {})
+    conn.execute(insert(table).from_select([*names, *extra],
+                                           select(*(source.c[name] for name in names), *extra.values())))
+
+
 def _leave_routing(conn: Connection, batch: _Batch) -> None:
     for (before, after), ids in sorted(batch.leave_routing.items()):
         values: dict[str, Any] = {"status": after, "updated_at": func.now()}
         if after == "completed":
             values["ended_at"] = func.now()
-        stmt = update(E).where(E.c.id == bindparam("_id"), E.c.status == before).values(**values)
-        result = conn.execute(stmt, [{"_id": i} for i in ids])
+        stmt = update(E).where(_ids(E.c.id, ids), E.c.status == before).values(**values)
+        result = conn.execute(stmt)
         _expect_rows(result.rowcount, len(ids), f"{before} -> {after}")
     if batch.delete_drafts:
-        drop = delete(E).where(E.c.id == bindparam("_id"), E.c.status == "draft")
-        result = conn.execute(drop, [{"_id": i} for i in batch.delete_drafts])
+        result = conn.execute(delete(E).where(_ids(E.c.id, batch.delete_drafts), E.c.status == "draft"))
         _expect_rows(result.rowcount, len(batch.delete_drafts), "delete drafts")
     if batch.releases:
-        conn.execute(delete(expctl_binding).where(expctl_binding.c.name.in_(batch.releases)))
+        conn.execute(delete(expctl_binding).where(_ids(expctl_binding.c.name, batch.releases)))
 
 
 def _fields(conn: Connection, batch: _Batch) -> None:
     for columns, rows in sorted(batch.field_updates.items()):
-        stmt = (update(E).where(E.c.id == bindparam("_id"), E.c.status == bindparam("_status"))
-                .values(updated_at=func.now(), **{c: bindparam(c) for c in columns}))
-        result = conn.execute(stmt, rows)
+        source = _rows({"_id": E.c.id, "_status": E.c.status, **{c: E.c[c] for c in columns}}, rows)
+        stmt = (update(E).where(E.c.id == source.c["_id"], E.c.status == source.c["_status"])
+                .values(updated_at=func.now(), **{c: source.c[c] for c in columns}))
+        result = conn.execute(stmt)
         _expect_rows(result.rowcount, len(rows), "field update")
+
+
+def _update_variants(conn: Connection, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    source = _rows({"_id": V.c.id, name: V.c[name]}, rows)
+    conn.execute(update(V).where(V.c.id == source.c["_id"]).values(**{name: source.c[name]}, updated_at=func.now()))
 
 
 def _structure(conn: Connection, batch: _Batch) -> None:
     if batch.new_experiments:
-        conn.execute(insert(E), batch.new_experiments)
-        conn.execute(insert(expctl_binding), batch.new_bindings)
+        _insert(conn, E, batch.new_experiments)
+        _insert(conn, expctl_binding, batch.new_bindings)
     if batch.renames:
         # Two steps, so that swapping two labels never trips the (experiment_id, label) unique constraint.
         temp = [{"_id": r["_id"], "label": f"~expctl-rename-{r['_id']}"} for r in batch.renames]
-        stmt = update(V).where(V.c.id == bindparam("_id")).values(label=bindparam("label"), updated_at=func.now())
-        conn.execute(stmt, temp)
-        conn.execute(stmt, batch.renames)
+        _update_variants(conn, "label", temp)
+        _update_variants(conn, "label", batch.renames)
     if batch.removed_variants:
-        conn.execute(delete(V).where(V.c.id.in_(batch.removed_variants)))
+        conn.execute(delete(V).where(_ids(V.c.id, batch.removed_variants)))
     if batch.new_variants:
-        conn.execute(insert(V), batch.new_variants)
+        _insert(conn, V, batch.new_variants)
     if batch.reweights:
-        stmt = update(V).where(V.c.id == bindparam("_id")).values(weight=bindparam("weight"), updated_at=func.now())
-        conn.execute(stmt, batch.reweights)
+        _update_variants(conn, "weight", batch.reweights)
     if batch.new_versions:
         # clock_timestamp(), not now(): a run that waited for the lock must still write the newest version.
-        conn.execute(insert(versions_table).values(effective_at=func.clock_timestamp()), batch.new_versions)
+        _insert(conn, versions_table, batch.new_versions, {"effective_at": func.clock_timestamp()})
 
 
 def _activate(conn: Connection, batch: _Batch) -> None:
@@ -223,14 +291,14 @@ def _activate(conn: Connection, batch: _Batch) -> None:
         values: dict[str, Any] = {"status": "active", "updated_at": func.now()}
         if before == "draft":
             values["started_at"] = func.coalesce(E.c.started_at, func.now())
-        stmt = update(E).where(E.c.id == bindparam("_id"), E.c.status == before).values(**values)
-        result = conn.execute(stmt, [{"_id": i} for i in ids])
+        result = conn.execute(update(E).where(_ids(E.c.id, ids), E.c.status == before).values(**values))
         _expect_rows(result.rowcount, len(ids), f"{before} -> active")
 
 
 def execute(conn: Connection, plan: Plan, ctx: ApplyContext) -> None:
     """Runs every step inside the caller's transaction; the caller commits or rolls back."""
     batch = collect(plan, ctx)
+    _lock_touched(conn, plan, ctx)
     _leave_routing(conn, batch)
     _fields(conn, batch)
     _structure(conn, batch)

@@ -19,6 +19,9 @@ from expctl.store.tables import EXPCTL_TABLES, GATEWAY_TABLES, metadata
 
 CONNECT_TIMEOUT_S = 10
 APPLY_LOCK_KEY = 0x657870_63746C  # "expctl" in ASCII: one apply (or import) at a time per database
+LOCK_NOT_AVAILABLE = "55P03"
+# SQLSTATE prefixes of a lost server: connection exceptions, admin/crash shutdown, cannot connect now.
+CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
 
 
 class DatabaseError(ExpctlError):
@@ -60,6 +63,20 @@ def describe_db_error(err: DBAPIError, url: str) -> str:
     return message
 
 
+def error_from_db(err: DBAPIError, url: str, suffix: str = "") -> ExpctlError:
+    """The typed error for a failed statement; only the driver's first line (SQLAlchemy's text would
+    add statement parameters). A lock wait that timed out is `LockTimeout` (exit 5); a connection
+    that went away (server restart or crash, network) is `ConnectionFailed`; the rest `DatabaseError`."""
+    state = getattr(err.orig, "sqlstate", None)
+    message = describe_db_error(err, url)
+    if state == LOCK_NOT_AVAILABLE:
+        return LockTimeout(f"gave up waiting for a lock held by another session (e.g. a row being edited in the "
+                           f"admin UI): {message}{suffix}")
+    if (state or "").startswith(CONNECTION_LOST_STATES) or (state is None and isinstance(err, OperationalError)):
+        return ConnectionFailed(f"lost the connection to PostgreSQL at {safe_url(url)}: {message}{suffix}")
+    return DatabaseError(f"PostgreSQL error (SQLSTATE {state or '?'}): {message}{suffix}")
+
+
 @contextmanager
 def connect(url: str) -> Iterator[Connection]:
     engine = make_engine(url)
@@ -74,9 +91,7 @@ def connect(url: str) -> Iterator[Connection]:
             try:
                 yield conn
             except DBAPIError as err:
-                # Only the driver's first line: SQLAlchemy's text would add statement parameters.
-                state = getattr(err.orig, "sqlstate", None) or "?"
-                raise DatabaseError(f"PostgreSQL error (SQLSTATE {state}): {describe_db_error(err, url)}") from None
+                raise error_from_db(err, url) from None
     finally:
         engine.dispose()
 
@@ -118,6 +133,6 @@ def take_apply_lock(conn: Connection, timeout_s: float) -> None:
     try:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPLY_LOCK_KEY})
     except DBAPIError as err:
-        if getattr(err.orig, "sqlstate", None) == "55P03":
+        if getattr(err.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
             raise LockTimeout(f"another expctl run holds the apply lock; gave up after {timeout_s:g}s") from None
         raise
