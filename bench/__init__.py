@@ -1,0 +1,3 @@
+"""Scale benchmark of expctl: `python -m bench` (see bench/README.md)."""
+
+from __future__ import annotations

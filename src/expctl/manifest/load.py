@@ -20,7 +20,8 @@ from expctl.errors import Location, Problem
 from expctl.manifest import rules
 from expctl.manifest.model import FromEnv, Manifest
 from expctl.manifest.pydantic_problems import problems_from_validation
-from expctl.manifest.secretscan import find_key_like
+from expctl.manifest.secretscan import find_key_like, text_may_hold_keys
+from expctl.manifest.yamlfast import parse_fast
 from expctl.manifest.yamlread import Document, parse_documents
 from expctl.secrets import SecretRef
 from expctl.state import DesiredExperiment, DesiredVariant
@@ -145,21 +146,25 @@ def load_file(path: Path) -> tuple[list[DesiredExperiment], list[Document], list
     text, problems = read_text(path)
     if text is None:
         return [], [], problems
-    documents, problems = parse_documents(str(path), text)
+    scan = text_may_hold_keys(text)
+    fast = parse_fast(str(path), text)
+    documents, problems = (fast, []) if fast is not None else parse_documents(str(path), text)
     experiments: list[DesiredExperiment] = []
     for doc in documents:
-        experiment, doc_problems = load_document(doc)
+        experiment, doc_problems = load_document(doc, scan)
         problems.extend(doc_problems)
         if experiment is not None:
             experiments.append(experiment)
     return experiments, documents, problems
 
 
-def load_document(doc: Document) -> tuple[DesiredExperiment | None, list[Problem]]:
+def load_document(doc: Document, scan: bool = True) -> tuple[DesiredExperiment | None, list[Problem]]:
+    """Validates one document; `scan=False` skips the per-string key scan (the caller checked the
+    whole file's text with `text_may_hold_keys`)."""
     if not isinstance(doc.data, dict):
         return None, [Problem("E109", doc.start, "a manifest document must be a mapping",
                               "start the document with 'apiVersion: expctl/v1'")]
-    problems = scan_strings(doc) + check_api_keys(doc)
+    problems = (scan_strings(doc) if scan else []) + check_api_keys(doc)
     # Only api_keys already reported as E301/E302 are left out of the model's errors; a well-shaped
     # reference with a bad value (e.g. from_env: 1KEY) still gets its E204/E206/E207.
     skip: set[tuple[str | int, ...]] = set()

@@ -25,9 +25,12 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
 
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f]")
+
+
 def _check_url(value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() or ord(c) < 32 for c in value):
+    if parts.scheme not in ("http", "https") or not parts.hostname or _SPACE_OR_CONTROL.search(value):
         raise ValueError("must be an absolute http(s) URL with a host, e.g. https://api.example.com/v1")
     try:
         parts.port  # noqa: B018 - validates the port

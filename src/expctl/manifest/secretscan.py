@@ -33,6 +33,9 @@ KNOWN_KEY_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 # One pass over the text for all prefixes; the per-kind patterns only name what was found.
 _ANY_KNOWN_KEY = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern in KNOWN_KEY_PATTERNS))
+# The literal starts of the patterns above: a plain alternation the regex engine scans quickly,
+# checked before the full patterns (whose look-behinds make a whole-file search slow).
+_KNOWN_KEY_HINT = re.compile(r"sk-|AIza|gh[pousr]_|github_pat_|xox[abposr]-|AKIA|ASIA|hf_|glpat-|PRIVATE KEY")
 
 _TOKEN_SPLIT = re.compile(r"[^A-Za-z0-9+/=_\-]+")
 MIN_TOKEN_LENGTH = 32
@@ -84,7 +87,7 @@ def _looks_high_entropy(token: str) -> bool:
 
 def find_key_like(text: str) -> str | None:
     """Names the kind of credential `text` seems to contain, or None. Never returns the text."""
-    if _ANY_KNOWN_KEY.search(text):
+    if _KNOWN_KEY_HINT.search(text) and _ANY_KNOWN_KEY.search(text):
         for kind, pattern in KNOWN_KEY_PATTERNS:
             if pattern.search(text):
                 return kind
@@ -94,3 +97,18 @@ def find_key_like(text: str) -> str | None:
         if _looks_high_entropy(token):
             return "high-entropy token"
     return None
+
+
+_LONG_TOKEN = re.compile(rf"[A-Za-z0-9+/=_\-]{{{MIN_TOKEN_LENGTH},}}")
+
+
+def text_may_hold_keys(text: str) -> bool:
+    """A whole-file pre-check: False only when no string of the file can be key-like.
+
+    Every YAML string is a substring of the text up to quoting and folding, which only introduce
+    separators, except for backslash escapes in double-quoted strings: a file with a backslash is
+    always scanned string by string.
+    """
+    if "\\" in text or (_KNOWN_KEY_HINT.search(text) and _ANY_KNOWN_KEY.search(text)):
+        return True
+    return any(_looks_high_entropy(m.group()) for m in _LONG_TOKEN.finditer(text))
