@@ -125,3 +125,11 @@ def test_colour_only_on_request_and_control_characters_escaped() -> None:
 def test_saved_json_plan_renders_the_same() -> None:
     record = varied_record()
     assert render_text(json.loads(render_json(record))) == render_text(record)
+
+
+def test_verdicts_count_keys_checked_at_apply() -> None:
+    d = desired("exp")
+    unknown = {("exp", "control"): KeyComparison("unknown", None), ("exp", "treatment"): KeyComparison("unknown", None)}
+    record = plan_record([d], [actual("exp")], key_checks=unknown)
+    assert "2 api keys checked at apply" in render_text(record).splitlines()[1]
+    assert "2 api keys checked at apply" in render_markdown(record)

@@ -25,6 +25,7 @@ from expctl.render.text import (
     change_body,
     clean,
     counts,
+    deferred_note,
     describe_change,
     headline_changes,
     is_headline,
@@ -64,7 +65,8 @@ def _verdict(record: Record) -> str:
     total, irreversible, shifts, refused = counts(record)
     if total == 0:
         return "**No changes.**"
-    tally = f"{plural(total, 'change')}, {irreversible} irreversible, {plural(shifts, 'traffic shift')}"
+    tally = (f"{plural(total, 'change')}, {irreversible} irreversible, {plural(shifts, 'traffic shift')}"
+             f"{deferred_note(record).replace(';', ',')}")
     if refused:
         return f"❌ **{refused} refused: nothing will be applied** ({tally})"
     return f"**{tally}, 0 refused**"

@@ -74,6 +74,17 @@ def counts(record: Record) -> tuple[int, int, int, int]:
     return len(changes), irreversible, shifts, refused
 
 
+def deferred_key_checks(record: Record) -> int:
+    """Key comparisons the plan could not make (no BYOK key or secret here): done at apply."""
+    return sum(1 for _, c in all_changes(record)
+               if c["kind"] == "rotate_key" and key_text(c["after"]).startswith(CHECKED_AT_APPLY))
+
+
+def deferred_note(record: Record) -> str:
+    deferred = deferred_key_checks(record)
+    return f"; {plural(deferred, 'api key')} checked at apply" if deferred else ""
+
+
 def value_text(value: Any) -> str:
     """A short one-line form of a JSON value; quoted when a bare form would be ambiguous."""
     if value is None:
@@ -240,8 +251,8 @@ def verdict(record: Record) -> str:
     total, irreversible, shifts, refused = counts(record)
     if total == 0:
         return "No changes."
-    text = (f"Plan: {plural(total, 'change')} ({irreversible} irreversible, {plural(shifts, 'traffic shift')}), "
-            f"{refused} refused")
+    text = (f"Plan: {plural(total, 'change')} ({irreversible} irreversible, {plural(shifts, 'traffic shift')}"
+            f"{deferred_note(record)}), {refused} refused")
     return text + (": nothing will be applied" if refused else "")
 
 
