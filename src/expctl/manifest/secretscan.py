@@ -14,7 +14,7 @@ import math
 import re
 from collections import Counter
 
-# A prefix only counts at the start of a word: "task-router-experiment-2024" holds "sk-" but is no key.
+# A prefix only counts at the start of a word: "task-router-2024" holds "sk-" but is no key.
 _START = r"(?<![A-Za-z0-9])"
 _END = r"(?![A-Za-z0-9])"
 
