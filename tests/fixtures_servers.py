@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from expctl.crypto import BYOK_ENV
 from expctl.servers import PostgresEndpoint, PostgresServer, RedisEndpoint, RedisServer
+from expctl.store.db import connect, init_schema
 from tests.workspace import Workspace
 
 
@@ -60,3 +62,13 @@ def ws(tmp_path: Path, db_url: str, redis_url: str, capsys: pytest.CaptureFixtur
        monkeypatch: pytest.MonkeyPatch) -> Workspace:
     """A repository with an initialised database and Redis, the CLI run in-process."""
     return Workspace(tmp_path, db_url, redis_url, capsys, monkeypatch)
+
+
+@pytest.fixture
+def db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh database with the schema, and no connection settings leaking in from the environment."""
+    for name in ("DATABASE_URL", "REDIS_URL", "CI", BYOK_ENV):
+        monkeypatch.delenv(name, raising=False)
+    with connect(db_url) as conn, conn.begin():
+        init_schema(conn)
+    return db_url

@@ -12,14 +12,13 @@ import pytest
 from sqlalchemy import text
 
 from expctl import crypto, importer
-from expctl.cli import _register, run
+from expctl.cli import run
 from expctl.importer import env_var_name, slugify, unique
 from expctl.manifest.load import load_directory
 from expctl.manifest.model import SCHEMA_URL_COMMENT
-from expctl.store.db import connect, init_schema
+from expctl.store.db import connect
 
 BYOK = base64.b64encode(bytes(range(32))).decode()
-_register()
 
 
 @dataclass
@@ -55,15 +54,6 @@ def insert(db_url: str, row: Row) -> str:
                 "VALUES (:v, CAST(:u AS jsonb), CAST(:k AS jsonb), now() - interval '1 minute')"),
                 {"v": variant_id, "u": json.dumps(up), "k": json.dumps(crypto.encrypt_api_key(key, api_key))})
     return exp_id
-
-
-@pytest.fixture
-def db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    for name in ("DATABASE_URL", "REDIS_URL", "CI", crypto.BYOK_ENV):
-        monkeypatch.delenv(name, raising=False)
-    with connect(db_url) as conn, conn.begin():
-        init_schema(conn)
-    return db_url
 
 
 def expctl(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -10,11 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from expctl import crypto
-from expctl.cli import _register, run
-from expctl.store.db import connect, init_schema
-
-_register()
+from expctl.cli import run
+from expctl.store.db import connect
 
 EXP_ID = "5e1a0000-0000-4000-8000-00000000e001"
 # Inserted out of id order on purpose: the pick must walk them in ascending id order.
@@ -55,15 +52,6 @@ def insert(db_url: str, exp_id: str, public_id: str, status: str, variants: list
         if bound_as:
             conn.execute(text("INSERT INTO expctl_binding (name, experiment_id) VALUES (:n, :e)"),
                          {"n": bound_as, "e": exp_id})
-
-
-@pytest.fixture
-def db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    for name in ("DATABASE_URL", "REDIS_URL", "CI", crypto.BYOK_ENV):
-        monkeypatch.delenv(name, raising=False)
-    with connect(db_url) as conn, conn.begin():
-        init_schema(conn)
-    return db_url
 
 
 def simulate(capsys: pytest.CaptureFixture[str], db_url: str, *args: str) -> tuple[int, str]:

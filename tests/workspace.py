@@ -13,15 +13,13 @@ import redis
 import yaml
 from sqlalchemy import text
 
-from expctl.cli import _register, run
+from expctl.cli import run
 from expctl.store.db import connect
 
 BYOK_B64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 UPSTREAM_A = {"internal_id": "up-a", "base_url": "https://a.example.com/v1"}
 UPSTREAM_B = {"internal_id": "up-b", "base_url": "https://b.example.com/v1"}
 MEMBERSHIP_KEY = "ai-gateway.model-experiments:experimented-public-ids"
-
-_registered = False
 
 
 def manifest(name: str, status: str = "draft", public_id: str = "kilo/x", variants: list[dict[str, Any]] | None = None,
@@ -45,10 +43,6 @@ class Result:
 class Workspace:
     def __init__(self, root: Path, db_url: str, redis_url: str, capsys: pytest.CaptureFixture[str],
                  monkeypatch: pytest.MonkeyPatch) -> None:
-        global _registered
-        if not _registered:
-            _register()
-            _registered = True
         self.root, self.db_url, self.redis_url = root, db_url, redis_url
         self.capsys, self.monkeypatch = capsys, monkeypatch
         self.dir = root / "experiments.d"
