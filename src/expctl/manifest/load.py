@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import ValidationError
 
+from expctl import parallel
 from expctl.errors import Location, Problem
 from expctl.manifest import rules
 from expctl.manifest.model import FromEnv, Manifest
 from expctl.manifest.pydantic_problems import problems_from_validation
 from expctl.manifest.secretscan import find_key_like, text_may_hold_keys
-from expctl.manifest.yamlfast import parse_fast
 from expctl.manifest.yamlread import Document, parse_documents
 from expctl.secrets import SecretRef
 from expctl.state import DesiredExperiment, DesiredVariant
@@ -35,14 +35,14 @@ def rule_subject(doc: Document) -> rules.RuleSubject | None:
     data = doc.data
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         return None
-    locs = {k: doc.location_of((k,)) for k in ("name", "public_model_id", "status", "archived", "variants")}
+    locs = doc.field_locations((), ("name", "public_model_id", "status", "archived", "variants"), every=True)
     variants = []
     for index, item in enumerate(data.get("variants") or []):
         if isinstance(item, dict) and isinstance(item.get("label"), str):
             renamed = item.get("renamed_from")
             variants.append(rules.RuleVariant(
                 item["label"], renamed if isinstance(renamed, str) else None,
-                {k: doc.location_of(("variants", index, k)) for k in ("label", "renamed_from")}))
+                doc.field_locations(("variants", index), ("label", "renamed_from"), every=True)))
     public_model_id = data.get("public_model_id")
     return rules.RuleSubject(
         name=data["name"], public_model_id=public_model_id if isinstance(public_model_id, str) else "",
@@ -65,55 +65,93 @@ def _points_inside(link: Path, root: Path) -> bool:
         return False
 
 
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symlink loop: not a directory (then refused as a symlink leading nowhere)
+        return False
+
+
 def discover(directory: Path) -> tuple[list[Path], list[Problem]]:
-    """Manifest files under `directory`, sorted; symlinks leaving the directory are refused."""
-    problems: list[Problem] = []
+    """Manifest files under `directory`, sorted; symlinks leaving the directory are refused.
+
+    Hidden files and directories are skipped; symlinked directories are never followed (one
+    leaving the directory would silently hide manifests, so that case is a problem). Directory
+    entries are classified from `scandir` data, without a system call per file.
+    """
     if not directory.is_dir():
         where = Location(str(directory), 1, 1)
         return [], [Problem("E100", where, "manifest directory not found", "create it or pass DIR")]
     root = directory.resolve()
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(directory, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for dirname in dirnames:  # never followed; one leaving the directory would silently hide manifests
-            link = Path(dirpath) / dirname
-            if link.is_symlink() and not _points_inside(link, root):
-                problems.append(Problem(
-                    "E106", Location(str(link), 1, 1),
-                    "a symlinked directory points outside the manifest directory; it is not read",
-                    "move the manifests into the directory so reviewers see what is applied",
-                ))
-        for filename in sorted(filenames):
-            path = Path(dirpath) / filename
-            if filename.startswith(".") or path.suffix not in MANIFEST_SUFFIXES:
+    found: list[str] = []
+    problems: list[Problem] = []
+    pending = [str(directory)]
+    while pending:
+        try:
+            with os.scandir(pending.pop()) as scan:
+                entries = list(scan)
+        except OSError:  # an unreadable subdirectory is skipped, as os.walk does
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            if path.is_symlink() and not _points_inside(path, root):
-                problems.append(Problem(
-                    "E106", Location(str(path), 1, 1),
-                    "manifest is a symlink to a file outside the manifest directory",
-                    "copy the manifest into the directory so reviewers see what is applied",
-                ))
-                continue
-            found.append(path)
-    return sorted(found), problems
+            linked = entry.is_symlink()
+            if _is_dir(entry):
+                if not linked:
+                    pending.append(entry.path)
+                elif not _points_inside(Path(entry.path), root):
+                    problems.append(Problem(
+                        "E106", Location(entry.path, 1, 1),
+                        "a symlinked directory points outside the manifest directory; it is not read",
+                        "move the manifests into the directory so reviewers see what is applied"))
+            elif entry.name.endswith(MANIFEST_SUFFIXES):
+                if linked and not _points_inside(Path(entry.path), root):
+                    problems.append(Problem(
+                        "E106", Location(entry.path, 1, 1),
+                        "manifest is a symlink to a file outside the manifest directory",
+                        "copy the manifest into the directory so reviewers see what is applied"))
+                else:
+                    found.append(entry.path)
+    # Sorted as Path objects sort (component by component), without building them to compare.
+    return [Path(p) for p in sorted(found, key=lambda p: p.split(os.sep))], problems
+
+
+def _read_bounded(path: Path) -> bytes | Problem:
+    """The file's bytes, read with plain system calls (open, fstat, read, close), or why not.
+
+    Opened non-blocking and checked with fstat before any read: a FIFO or a device named like a
+    manifest would block or never end. Reads at most one byte past the limit, so a file growing
+    after the check is still refused.
+    """
+    display = str(path)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return Problem("E100", Location(display, 1, 1), "not a regular file", "remove it")
+        if info.st_size > MAX_FILE_BYTES:
+            return Problem("E107", Location(display, 1, 1), f"file is {info.st_size} bytes, over the 1 MiB limit",
+                           "split it into several files")
+        blocks = []
+        size = 0
+        while size <= MAX_FILE_BYTES and (block := os.read(fd, MAX_FILE_BYTES + 1 - size)):
+            blocks.append(block)
+            size += len(block)
+    finally:
+        os.close(fd)
+    if size > MAX_FILE_BYTES:
+        return Problem("E107", Location(display, 1, 1), "file is over the 1 MiB limit", "split it into several files")
+    return b"".join(blocks)
 
 
 def read_text(path: Path) -> tuple[str | None, list[Problem]]:
     display = str(path)
     try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
-            return None, [Problem("E100", Location(display, 1, 1), "not a regular file", "remove it")]
-        if info.st_size > MAX_FILE_BYTES:
-            return None, [Problem("E107", Location(display, 1, 1),
-                                  f"file is {info.st_size} bytes, over the 1 MiB limit", "split it into several files")]
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)  # bounded even if the file grows after stat()
-        if len(raw) > MAX_FILE_BYTES:
-            return None, [Problem("E107", Location(display, 1, 1), "file is over the 1 MiB limit",
-                                  "split it into several files")]
+        raw = _read_bounded(path)
     except OSError as err:
         return None, [Problem("E100", Location(display, 1, 1), f"cannot read file: {err.strerror}", "")]
+    if isinstance(raw, Problem):
+        return None, [raw]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -125,15 +163,41 @@ def read_text(path: Path) -> tuple[str | None, list[Problem]]:
     return text.removeprefix("\ufeff"), []
 
 
-def load_directory(directory: Path) -> LoadResult:
+# Below this many files per process, forking costs more than it saves.
+MIN_FILES_PER_WORKER = 250
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """What loading some files yields: picklable, so a forked worker can send it back."""
+
+    experiments: list[DesiredExperiment]
+    subjects: list[rules.RuleSubject]
+    problems: list[Problem]
+
+
+def _load_files(paths: Sequence[Path]) -> _Loaded:
+    loaded = _Loaded([], [], [])
+    for path in paths:
+        found, documents, file_problems = load_file(path)
+        loaded.experiments.extend(found)
+        loaded.problems.extend(file_problems)
+        loaded.subjects.extend(s for s in map(rule_subject, documents) if s is not None)
+    return loaded
+
+
+def load_directory(directory: Path, workers: int | None = None,
+                   files_per_worker: int = MIN_FILES_PER_WORKER) -> LoadResult:
+    """Every manifest under `directory`, validated; the files are shared among up to `workers`
+    processes (default: one per usable core), each taking at least `files_per_worker`."""
     files, problems = discover(directory)
     experiments: list[DesiredExperiment] = []
     subjects: list[rules.RuleSubject] = []
-    for path in files:
-        found, documents, file_problems = load_file(path)
-        experiments.extend(found)
-        problems.extend(file_problems)
-        subjects.extend(s for s in map(rule_subject, documents) if s is not None)
+    for loaded in parallel.map_chunks(_load_files, files, workers=workers or parallel.worker_count(),
+                                      min_chunk=files_per_worker):
+        experiments.extend(loaded.experiments)
+        problems.extend(loaded.problems)
+        subjects.extend(loaded.subjects)
     cross = rules.cross_manifest_problems(subjects)
     if cross:
         # A manifest set that breaks a cross-file rule is not applied at all.
@@ -147,8 +211,7 @@ def load_file(path: Path) -> tuple[list[DesiredExperiment], list[Document], list
     if text is None:
         return [], [], problems
     scan = text_may_hold_keys(text)
-    fast = parse_fast(str(path), text)
-    documents, problems = (fast, []) if fast is not None else parse_documents(str(path), text)
+    documents, problems = parse_documents(str(path), text)
     experiments: list[DesiredExperiment] = []
     for doc in documents:
         experiment, doc_problems = load_document(doc, scan)
@@ -269,10 +332,6 @@ def scan_strings(doc: Document) -> list[Problem]:
     return problems
 
 
-def _field_locations(doc: Document, base: tuple[str | int, ...], names: Iterable[str]) -> dict[str, Location]:
-    return {n: doc.value_locations[(*base, n)] for n in names if (*base, n) in doc.value_locations}
-
-
 def to_desired(manifest: Manifest, doc: Document) -> DesiredExperiment:
     variants = []
     for index, v in enumerate(manifest.variants):
@@ -282,11 +341,11 @@ def to_desired(manifest: Manifest, doc: Document) -> DesiredExperiment:
         variants.append(DesiredVariant(
             label=v.label, weight=v.weight, upstream=v.upstream.model_dump(exclude_none=True, mode="json"),
             api_key=ref, renamed_from=v.renamed_from, location=doc.location_of(base),
-            field_locations=_field_locations(doc, base, ("label", "weight", "upstream", "api_key", "renamed_from")),
+            field_locations=doc.field_locations(base, ("label", "weight", "upstream", "api_key", "renamed_from")),
         ))
     fields = ("name", "public_model_id", "display_name", "description", "status", "archived", "variants")
     return DesiredExperiment(
         name=manifest.name, public_model_id=manifest.public_model_id, display_name=manifest.display_name,
         description=manifest.description, status=manifest.status, archived=manifest.archived,
-        variants=tuple(variants), location=doc.start, field_locations=_field_locations(doc, (), fields),
+        variants=tuple(variants), location=doc.start, field_locations=doc.field_locations((), fields),
     )

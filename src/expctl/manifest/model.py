@@ -7,6 +7,7 @@ because a misplaced secret must not be printed back.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Annotated, Any, Literal
@@ -28,16 +29,26 @@ class StrictModel(BaseModel):
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f]")
 
 
-def _check_url(value: str) -> str:
+@functools.lru_cache(maxsize=4096)
+def _url_problem(value: str) -> str | None:
+    """What is wrong with a base URL, if anything. Cached: thousands of manifests share a few
+    providers' URLs, and splitting a URL is the costliest check of a manifest."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname or _SPACE_OR_CONTROL.search(value):
-        raise ValueError("must be an absolute http(s) URL with a host, e.g. https://api.example.com/v1")
+        return "must be an absolute http(s) URL with a host, e.g. https://api.example.com/v1"
     try:
         parts.port  # noqa: B018 - validates the port
     except ValueError:
-        raise ValueError("has an invalid port; use 1-65535") from None
+        return "has an invalid port; use 1-65535"
     if parts.username or parts.password:
-        raise ValueError("must not carry credentials; put the key in api_key as a secret reference")
+        return "must not carry credentials; put the key in api_key as a secret reference"
+    return None
+
+
+def _check_url(value: str) -> str:
+    problem = _url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 

@@ -5,11 +5,14 @@ it), so that positions are exact and hostile input fails fast: the first anchor 
 file (no alias expansion ever happens, so no billion-laughs blow-up), duplicate keys and custom
 tags are problems, and nesting depth is bounded. Parser messages are used without their context
 snippet, which could quote a secret from the offending line.
+
+It is also the hot loop of `plan` at 10,000 manifests, so the common events (plain or quoted
+scalars, untagged collections) are handled inline with as little per-event work as possible, and
+positions are kept as the parser's own mark objects until somebody asks for a `Location`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,29 +35,67 @@ MERGE_TAG = YAML_TAG_PREFIX + "merge"
 SCALAR_TAGS = frozenset(YAML_TAG_PREFIX + t for t in ("null", "bool", "int", "float", "binary", "timestamp", "str"))
 # The only tags a mapping or a sequence may carry.
 COLLECTION_TAGS = {yaml.MappingStartEvent: YAML_TAG_PREFIX + "map", yaml.SequenceStartEvent: YAML_TAG_PREFIX + "seq"}
+# Plain scalars are typed by their first character (YAML 1.1 implicit resolvers, as PyYAML's safe
+# loader): a plain scalar whose first character has no resolver is a string, without a regex.
+_IMPLICIT: dict[str | None, list[tuple[str, Any]]] = _Loader.yaml_implicit_resolvers
+_WILDCARD = _IMPLICIT.get(None, [])
+_TYPED_FIRST = frozenset(k for k in _IMPLICIT if k is not None)
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+
+def _resolve_plain(value: str) -> str:
+    """The tag PyYAML's safe resolver gives a plain (unquoted, untagged) scalar."""
+    for tag, regexp in _IMPLICIT.get(value[:1], []) + _WILDCARD:
+        if regexp.match(value):
+            return str(tag)
+    return STR_TAG
 
 
 @dataclass
 class Document:
-    """One YAML document: its data and where each key and value starts."""
+    """One YAML document: its data and where each key and value starts.
+
+    `key_marks` / `value_marks` hold the parser's marks (anything with 0-based `line` and
+    `column`); `location_of` turns the one asked for into a 1-based `Location`.
+    """
 
     path: str
     index: int
     start: Location
     data: Any = None
-    key_locations: dict[Path_, Location] = field(default_factory=dict)
-    value_locations: dict[Path_, Location] = field(default_factory=dict)
+    key_marks: dict[Path_, Any] = field(default_factory=dict)
+    value_marks: dict[Path_, Any] = field(default_factory=dict)
+
+    def _location(self, mark: Any) -> Location:
+        return Location(self.path, mark.line + 1, mark.column + 1)
+
+    def field_locations(self, base: Path_, names: tuple[str, ...], every: bool = False) -> dict[str, Location]:
+        """Where the values of the fields `names` of the mapping at `base` start: for the fields
+        present, or (`every`) for all, a missing one at the closest known position above it."""
+        marks = self.value_marks
+        path = self.path
+        found = {name: marks.get((*base, name)) for name in names}
+        return {name: Location(path, m.line + 1, m.column + 1) if m is not None else self.location_of((*base, name))
+                for name, m in found.items() if m is not None or every}
 
     def location_of(self, path: Path_, prefer_key: bool = False) -> Location:
         """The closest known position for `path` (walking up to the document start)."""
+        table = self.key_marks if prefer_key else self.value_marks
+        mark = table.get(path)
+        if mark is not None:
+            return Location(self.path, mark.line + 1, mark.column + 1)
         for end in range(len(path), -1, -1):
             prefix = path[:end]
-            table = self.key_locations if prefer_key else self.value_locations
-            if prefix in table:
-                return table[prefix]
-            if prefix in self.value_locations:
-                return self.value_locations[prefix]
+            mark = table.get(prefix) or self.value_marks.get(prefix)
+            if mark is not None:
+                return self._location(mark)
         return self.start
+
+    def key_locations(self) -> dict[Path_, Location]:
+        return {p: self._location(m) for p, m in self.key_marks.items()}
+
+    def value_locations(self) -> dict[Path_, Location]:
+        return {p: self._location(m) for p, m in self.value_marks.items()}
 
 
 class _Abort(Exception):
@@ -63,152 +104,168 @@ class _Abort(Exception):
         self.problem = problem
 
 
-@dataclass
-class _Frame:
-    container: dict[Any, Any] | list[Any]
-    path: Path_
-    pending_key: Any = None
-    has_key: bool = False
+def _where(path: str, event: Any) -> Location:
+    mark = event.start_mark
+    return Location(path, mark.line + 1, mark.column + 1)
 
 
-class _Builder:
-    """Turns parser events into documents; one instance per file."""
+def _abort(path: str, event: Any, code: str, message: str, hint: str) -> _Abort:
+    return _Abort(Problem(code, _where(path, event), message, hint))
+
+
+class _Reader:
+    """Turns one file's parser events into documents.
+
+    The innermost open collection lives in local variables (`parent`, its path `base`, whether it
+    is a mapping, and the key read but not yet given a value); enclosing ones wait on a stack. The
+    common events are handled inline: this loop runs for every key and value of every manifest.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.documents: list[Document] = []
         self.problems: list[Problem] = []
-        self._stack: list[_Frame] = []
-        self._doc: Document | None = None
-        self._resolver = yaml.resolver.Resolver()
-        self._constructor = yaml.constructor.SafeConstructor()
 
-    def loc(self, event: Any) -> Location:
-        mark = event.start_mark
-        return Location(self.path, mark.line + 1, mark.column + 1)
+    def read(self, text: str) -> None:
+        loader = _Loader(text)
+        try:
+            self._loop(loader.get_event)
+        finally:
+            loader.dispose()
 
-    def feed(self, event: Any) -> None:
-        if isinstance(event, yaml.DocumentStartEvent):
-            self._doc = Document(self.path, len(self.documents), self.loc(event))
-        elif isinstance(event, yaml.DocumentEndEvent):
-            assert self._doc is not None
-            self.documents.append(self._doc)
-            self._doc = None
-        elif isinstance(event, yaml.AliasEvent):
-            self._abort(event, "E103", "YAML aliases are not allowed", "write the value out in full")
-        elif isinstance(event, yaml.ScalarEvent):
-            self._check_anchor(event)
-            self._add(event, self._scalar(event))
-        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-            self._check_anchor(event)
-            self._start_collection(event)
-        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-            self._stack.pop()
+    def _loop(self, next_event: Any) -> None:  # noqa: PLR0915 - one flat loop is the fast path
+        scalar_event, map_start, seq_start = yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent
+        map_end, seq_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
+        typed_first, always_resolve = _TYPED_FIRST, bool(_WILDCARD)
+        stack: list[tuple[Any, Path_, bool]] = []
+        parent: Any = None
+        base: Path_ = ()
+        is_map = False
+        key: str | None = None
+        doc = Document(self.path, 0, Location(self.path, 1, 1))
+        key_marks, value_marks = doc.key_marks, doc.value_marks
+        while True:
+            event = next_event()
+            kind = type(event)
+            if kind is scalar_event:
+                value = event.value
+                if event.anchor is not None or event.tag is not None or (
+                        event.implicit[0] and (always_resolve or value[:1] in typed_first)
+                        and _resolve_plain(value) != STR_TAG):
+                    value = self._typed_scalar(event, is_map and key is None)
+                if is_map:
+                    if key is None:
+                        fresh = type(value) is str and value not in parent
+                        key = value if fresh else self._odd_key(doc, event, value, parent, base)
+                        key_marks[(*base, key)] = event.start_mark
+                        continue
+                    value_marks[(*base, key)] = event.start_mark
+                    parent[key] = value
+                    key = None
+                elif parent is not None:
+                    value_marks[(*base, len(parent))] = event.start_mark
+                    parent.append(value)
+                else:
+                    value_marks[()] = event.start_mark
+                    doc.data = value
+            elif kind is map_end or kind is seq_end:
+                parent, base, is_map = stack.pop()
+            elif kind is map_start or kind is seq_start:
+                if event.anchor is not None or event.tag is not None or len(stack) >= MAX_DEPTH or (
+                        is_map and key is None):
+                    self._check_collection(event, len(stack), is_map and key is None)
+                new: Any = {} if kind is map_start else []
+                if is_map:
+                    here: Path_ = (*base, key)  # type: ignore[arg-type]  # _check_collection: key is set
+                    parent[key] = new
+                    key = None
+                elif parent is not None:
+                    here = (*base, len(parent))
+                    parent.append(new)
+                else:
+                    here = ()
+                    doc.data = new
+                value_marks[here] = event.start_mark
+                stack.append((parent, base, is_map))
+                parent, base, is_map = new, here, kind is map_start
+            elif kind is yaml.DocumentStartEvent:
+                doc = Document(self.path, len(self.documents), _where(self.path, event))
+                key_marks, value_marks = doc.key_marks, doc.value_marks
+            elif kind is yaml.DocumentEndEvent:
+                self.documents.append(doc)
+            elif kind is yaml.AliasEvent:
+                raise _abort(self.path, event, "E103", "YAML aliases are not allowed", "write the value out in full")
+            elif kind is yaml.StreamEndEvent:
+                return
 
-    def _abort(self, event: Any, code: str, message: str, hint: str) -> None:
-        raise _Abort(Problem(code, self.loc(event), message, hint))
+    def _odd_key(self, doc: Document, event: Any, key: Any, mapping: dict[str, Any], base: Path_) -> str:
+        """A key that is not a fresh string: typed scalars become their text; duplicates are reported."""
+        if type(key) is not str:
+            key = str(key)
+        if key in mapping:
+            first = doc.key_marks.get((*base, key))
+            where = f" (first at line {first.line + 1})" if first is not None else ""
+            shown = "(a key-like name)" if find_key_like(key) else f"'{key[:64]}'"
+            self.problems.append(Problem("E102", _where(self.path, event), f"duplicate key {shown}{where}",
+                                         "keep one of the two keys"))
+        return str(key)
 
     def _check_anchor(self, event: Any) -> None:
         if event.anchor is not None:
-            self._abort(event, "E103", "YAML anchors are not allowed", "write the value out in full")
+            raise _abort(self.path, event, "E103", "YAML anchors are not allowed", "write the value out in full")
 
-    def _scalar(self, event: Any) -> Any:
-        tag = event.tag
-        if tag in (None, "!"):
-            if not event.implicit[0]:
-                return event.value  # quoted: always a string
-            tag = self._resolver.resolve(yaml.ScalarNode, event.value, (True, False))  # type: ignore[no-untyped-call]
-            if tag == MERGE_TAG and self._is_key_position():
-                self._abort(event, "E104", "YAML merge keys ('<<') are not allowed", "write the keys out in full")
-            if tag not in SCALAR_TAGS:
-                return event.value  # '=' and '<<' as plain values: just text
-        elif not tag.startswith(YAML_TAG_PREFIX):
-            self._abort(event, "E104", "custom YAML tags are not allowed", "remove the tag")
-        if tag == STR_TAG:
-            return event.value
-        if tag not in SCALAR_TAGS:
-            self._abort(event, "E104", "unsupported YAML tag", "remove the tag")
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
-        constructor: Any = self._constructor.yaml_constructors[tag]
-        try:
-            return constructor(self._constructor, node)
-        except Exception:  # PyYAML's scalar constructors raise KeyError, AttributeError, ... on bad text
-            self._abort(event, "E101", "value cannot be read as its YAML type", "quote the value")
-        return None  # pragma: no cover - _abort raises
-
-    def _is_key_position(self) -> bool:
-        return bool(self._stack) and isinstance(self._stack[-1].container, dict) and not self._stack[-1].has_key
-
-    def _start_collection(self, event: Any) -> None:
-        if len(self._stack) >= MAX_DEPTH:
-            self._abort(event, "E105", f"nesting deeper than {MAX_DEPTH} levels", "flatten the structure")
+    def _check_collection(self, event: Any, depth: int, at_key: bool) -> None:
+        """Refuses an anchored, too deep, oddly tagged collection, or one used as a mapping key."""
+        self._check_anchor(event)
+        if depth >= MAX_DEPTH:
+            raise _abort(self.path, event, "E105", f"nesting deeper than {MAX_DEPTH} levels", "flatten the structure")
         if event.tag not in (None, "!", COLLECTION_TAGS[type(event)]):
             custom = not event.tag.startswith(YAML_TAG_PREFIX)
             message = "custom YAML tags are not allowed" if custom else "unsupported YAML tag"
-            self._abort(event, "E104", message, "remove the tag")
-        if self._is_key_position():
-            self._abort(event, "E101", "mapping keys must be plain strings", "use a string key")
-        container: dict[Any, Any] | list[Any] = (
-            {} if isinstance(event, yaml.MappingStartEvent) else []
-        )
-        path = self._add(event, container)
-        self._stack.append(_Frame(container, path))
+            raise _abort(self.path, event, "E104", message, "remove the tag")
+        if at_key:
+            raise _abort(self.path, event, "E101", "mapping keys must be plain strings", "use a string key")
 
-    def _add(self, event: Any, value: Any) -> Path_:
-        doc = self._doc
-        assert doc is not None
-        location = self.loc(event)
-        if not self._stack:
-            doc.data = value
-            doc.value_locations[()] = location
-            return ()
-        frame = self._stack[-1]
-        if isinstance(frame.container, list):
-            path = (*frame.path, len(frame.container))
-            frame.container.append(value)
-        elif not frame.has_key:
-            self._set_key(frame, event, value, location)
-            return frame.path
-        else:
-            path = (*frame.path, frame.pending_key)
-            frame.container[frame.pending_key] = value
-            frame.has_key = False
-        doc.value_locations[path] = location
-        return path
-
-    def _set_key(self, frame: _Frame, event: Any, key: Any, location: Location) -> None:
-        if not isinstance(key, str):
-            key = str(key)
-        if key in frame.container:
-            assert self._doc is not None
-            first = self._doc.key_locations.get((*frame.path, key))
-            where = f" (first at line {first.line})" if first else ""
-            shown = "(a key-like name)" if find_key_like(key) else f"'{key[:64]}'"
-            self.problems.append(Problem("E102", location, f"duplicate key {shown}{where}", "keep one of the two keys"))
-        frame.pending_key = key
-        frame.has_key = True
-        assert self._doc is not None
-        self._doc.key_locations[(*frame.path, key)] = location
-
-
-def _events(text: str) -> Iterator[Any]:
-    return yaml.parse(text, Loader=_Loader)
+    def _typed_scalar(self, event: Any, at_key: bool) -> Any:
+        """An anchored or tagged scalar (refused unless the tag is standard), or a plain one that
+        resolves to more than a string."""
+        self._check_anchor(event)
+        tag = event.tag
+        if tag in (None, "!"):
+            if not event.implicit[0]:
+                return event.value  # quoted, or '!'-tagged: always a string
+            tag = _resolve_plain(event.value)
+            if tag == MERGE_TAG and at_key:
+                raise _abort(self.path, event, "E104", "YAML merge keys ('<<') are not allowed",
+                             "write the keys out in full")
+            if tag not in SCALAR_TAGS:
+                return event.value  # '=' and '<<' as plain values: just text
+        elif not tag.startswith(YAML_TAG_PREFIX):
+            raise _abort(self.path, event, "E104", "custom YAML tags are not allowed", "remove the tag")
+        if tag == STR_TAG:
+            return event.value
+        if tag not in SCALAR_TAGS:
+            raise _abort(self.path, event, "E104", "unsupported YAML tag", "remove the tag")
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
+        try:
+            return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, node)
+        except Exception as err:  # PyYAML's scalar constructors raise KeyError, AttributeError, ... on bad text
+            raise _abort(self.path, event, "E101", "value cannot be read as its YAML type", "quote the value") from err
 
 
 def parse_documents(path: str, text: str) -> tuple[list[Document], list[Problem]]:
     """All documents of one file, or the problems that stop it from being read."""
-    builder = _Builder(path)
+    reader = _Reader(path)
     try:
-        for event in _events(text):
-            builder.feed(event)
+        reader.read(text)
     except _Abort as abort:
-        return [], [*builder.problems, abort.problem]
+        return [], [*reader.problems, abort.problem]
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         location = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path, 1, 1)
         message = f"YAML syntax error: {err.problem or err.context or 'unreadable'}"
-        return [], [*builder.problems, Problem("E101", location, message, "fix the YAML syntax")]
+        return [], [*reader.problems, Problem("E101", location, message, "fix the YAML syntax")]
     except yaml.YAMLError:
-        return [], [*builder.problems, Problem("E101", Location(path, 1, 1), "YAML cannot be read", "")]
+        return [], [*reader.problems, Problem("E101", Location(path, 1, 1), "YAML cannot be read", "")]
     # Duplicate keys are reported but do not stop validation of the rest of the document.
-    return [d for d in builder.documents if d.data is not None], builder.problems
+    return [d for d in reader.documents if d.data is not None], reader.problems

@@ -1,0 +1,118 @@
+"""Forked workers make loading faster, never different: same results, failures absorbed, and the
+children never run the parent's handlers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from expctl import parallel
+from expctl.manifest.load import load_directory
+
+REPO = Path(__file__).resolve().parents[1]
+PARENT = os.getpid()
+
+
+def _squares(chunk: Sequence[int]) -> list[int]:
+    return [n * n for n in chunk]
+
+
+def _fails_in_child(chunk: Sequence[int]) -> list[int]:
+    if os.getpid() != PARENT:
+        raise RuntimeError("child failure")
+    return _squares(chunk)
+
+
+def _killed_in_child(chunk: Sequence[int]) -> list[int]:
+    if os.getpid() != PARENT:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _squares(chunk)
+
+
+def _unpicklable_in_child(chunk: Sequence[int]) -> object:
+    if os.getpid() != PARENT:
+        return lambda: None  # cannot be pickled: the child exits non-zero
+    return _squares(chunk)
+
+
+def _where_and_handlers(chunk: Sequence[int]) -> tuple[int, object, object]:
+    return os.getpid(), signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+
+
+@pytest.mark.parametrize(("count", "workers", "min_chunk"), [(0, 2, 1), (1, 2, 1), (7, 3, 1), (10, 2, 5), (100, 4, 10)])
+def test_results_come_back_in_order(count: int, workers: int, min_chunk: int) -> None:
+    items = list(range(count))
+    chunks = parallel.map_chunks(_squares, items, workers=workers, min_chunk=min_chunk)
+    assert [n for chunk in chunks for n in chunk] == [n * n for n in items]
+    assert len(chunks) == max(1, min(workers, count // min_chunk))
+
+
+@pytest.mark.parametrize("func", [_fails_in_child, _killed_in_child, _unpicklable_in_child],
+                         ids=["raises", "killed", "unpicklable"])
+def test_a_failed_child_is_done_by_the_parent(func: object) -> None:
+    chunks = parallel.map_chunks(func, list(range(20)), workers=2, min_chunk=5)  # type: ignore[arg-type]
+    assert chunks == [_squares(range(10)), _squares(range(10, 20))]
+
+
+def test_children_run_with_default_signal_handlers() -> None:
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        (parent_pid, *parent_handlers), (child_pid, *child_handlers) = parallel.map_chunks(
+            _where_and_handlers, [1, 2], workers=2, min_chunk=1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert parent_pid == PARENT != child_pid
+    assert parent_handlers[0] is not signal.SIG_DFL
+    assert child_handlers == [signal.SIG_DFL, signal.SIG_DFL]
+
+
+def test_children_never_run_atexit_handlers_nor_flush_output(tmp_path: Path) -> None:
+    marker = tmp_path / "atexit.log"
+    script = textwrap.dedent(f"""
+        import atexit, os, sys
+        from expctl import parallel
+        atexit.register(lambda: open({str(marker)!r}, "a").write(f"{{os.getpid()}}\\n"))
+        sys.stdout.write("buffered once ")
+        print(parallel.map_chunks(sorted, [3, 1, 2, 0], workers=2, min_chunk=1))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    assert run.stdout == "buffered once [[1, 3], [0, 2]]\n"
+    assert len(marker.read_text().split()) == 1  # the parent's handler only
+
+
+def test_worker_count_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(parallel.WORKERS_ENV, "3")
+    assert parallel.worker_count() == 3
+    monkeypatch.setenv(parallel.WORKERS_ENV, "none")
+    assert parallel.worker_count() == (len(os.sched_getaffinity(0)) if sys.platform == "linux" else 1)
+
+
+def test_split_covers_every_item_once() -> None:
+    for count in range(12):
+        for parts in range(1, 5):
+            pieces = parallel.split(list(range(count)), parts)
+            assert len(pieces) == parts
+            assert [n for piece in pieces for n in piece] == list(range(count))
+            assert max(map(len, pieces)) - min(map(len, pieces)) <= 1
+
+
+def test_parallel_load_equals_serial_load_with_problems(tmp_path: Path) -> None:
+    """Every golden case's manifests (valid and broken ones, cross-file conflicts included) in one
+    directory: the same experiments, problems and files whether loaded by 1 or 4 processes."""
+    for index, case in enumerate(sorted((REPO / "tests" / "cases").iterdir())):
+        manifests = case / "manifests"
+        if manifests.is_dir():
+            shutil.copytree(manifests, tmp_path / f"{index:03d}-{case.name}")
+    (tmp_path / "zz-broken.yaml").write_text("name: [unclosed\n")
+    serial = load_directory(tmp_path, workers=1)
+    forked = load_directory(tmp_path, workers=4, files_per_worker=1)
+    assert len(serial.files) > 40 and serial.problems
+    assert forked == serial
