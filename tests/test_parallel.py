@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ PARENT = os.getpid()
 
 
 def _squares(chunk: Sequence[int]) -> list[int]:
+    time.sleep(0.01)  # long enough for the forked children to take part
     return [n * n for n in chunk]
 
 
@@ -44,6 +46,7 @@ def _unpicklable_in_child(chunk: Sequence[int]) -> object:
 
 
 def _where_and_handlers(chunk: Sequence[int]) -> tuple[int, object, object]:
+    time.sleep(0.05)
     return os.getpid(), signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
 
 
@@ -52,26 +55,28 @@ def test_results_come_back_in_order(count: int, workers: int, min_chunk: int) ->
     items = list(range(count))
     chunks = parallel.map_chunks(_squares, items, workers=workers, min_chunk=min_chunk)
     assert [n for chunk in chunks for n in chunk] == [n * n for n in items]
-    assert len(chunks) == max(1, min(workers, count // min_chunk))
+    processes = max(1, min(workers, count // min_chunk))
+    assert len(chunks) == (1 if processes == 1 else min(count, processes * parallel.SLICES_PER_WORKER))
 
 
 @pytest.mark.parametrize("func", [_fails_in_child, _killed_in_child, _unpicklable_in_child],
                          ids=["raises", "killed", "unpicklable"])
 def test_a_failed_child_is_done_by_the_parent(func: object) -> None:
-    chunks = parallel.map_chunks(func, list(range(20)), workers=2, min_chunk=5)  # type: ignore[arg-type]
-    assert chunks == [_squares(range(10)), _squares(range(10, 20))]
+    chunks = parallel.map_chunks(func, list(range(40)), workers=3, min_chunk=5)  # type: ignore[arg-type]
+    assert [n for chunk in chunks for n in chunk] == [n * n for n in range(40)]
 
 
 def test_children_run_with_default_signal_handlers() -> None:
     previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        (parent_pid, *parent_handlers), (child_pid, *child_handlers) = parallel.map_chunks(
-            _where_and_handlers, [1, 2], workers=2, min_chunk=1)
+        results = parallel.map_chunks(_where_and_handlers, list(range(16)), workers=2, min_chunk=1)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert parent_pid == PARENT != child_pid
-    assert parent_handlers[0] is not signal.SIG_DFL
-    assert child_handlers == [signal.SIG_DFL, signal.SIG_DFL]
+    by_child = [handlers for pid, *handlers in results if pid != PARENT]
+    by_parent = [handlers for pid, *handlers in results if pid == PARENT]
+    assert by_child and by_parent  # both took part
+    assert all(h == [signal.SIG_DFL, signal.SIG_DFL] for h in by_child)
+    assert all(h[0] is not signal.SIG_DFL for h in by_parent)
 
 
 def test_children_never_run_atexit_handlers_nor_flush_output(tmp_path: Path) -> None:
@@ -81,10 +86,11 @@ def test_children_never_run_atexit_handlers_nor_flush_output(tmp_path: Path) -> 
         from expctl import parallel
         atexit.register(lambda: open({str(marker)!r}, "a").write(f"{{os.getpid()}}\\n"))
         sys.stdout.write("buffered once ")
-        print(parallel.map_chunks(sorted, [3, 1, 2, 0], workers=2, min_chunk=1))
+        print(parallel.map_chunks(sorted, list(range(40, 0, -1)), workers=2, min_chunk=1))
     """)
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
-    assert run.stdout == "buffered once [[1, 3], [0, 2]]\n"
+    expected = [sorted(s) for s in parallel.split(list(range(40, 0, -1)), 2 * parallel.SLICES_PER_WORKER)]
+    assert run.stdout == f"buffered once {expected}\n"
     assert len(marker.read_text().split()) == 1  # the parent's handler only
 
 

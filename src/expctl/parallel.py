@@ -2,31 +2,39 @@
 
 Reading and validating 10,000 manifests is pure-Python CPU work that threads cannot share (the
 GIL), and it is most of what a large `plan` does. On Linux, `map_chunks` forks one child per extra
-core: each child computes its slice and sends the pickled result back through a pipe while the
-parent computes the first slice. The results come back in the order of the slices, so the output
-never depends on how the work was split.
+core and all processes, the parent included, take slices of the work from a shared queue until it
+is empty: a process slowed down by a busy neighbour simply takes fewer slices. The queue is a pipe
+holding one byte per slice (the way make's jobserver hands out job tokens). Each child sends every
+result it computes, pickled, through its own pipe, which a thread of the parent drains so that the
+child never waits for the parent. Results are put back in slice order: the output never depends on
+how the work was shared.
 
 Children never return into the caller's code. They restore the default SIGINT/SIGTERM handlers
 (so a Ctrl-C or SIGTERM cannot run the parent's cleanup, such as stopping local servers, a second
 time) and leave with `os._exit` (so atexit handlers, buffered output and open database sockets stay
-the parent's alone). If a child fails in any way — it dies, it is killed, its result does not
-unpickle — the parent computes that slice itself: a fork can make a run faster, never different.
+the parent's alone). If a child fails in any way — it dies, it is killed, a result does not
+unpickle — the parent computes the slices it did not get: a fork can make a run faster, never
+different.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
+import struct
 import sys
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 WORKERS_ENV = "EXPCTL_WORKERS"
+SLICES_PER_WORKER = 8  # enough to even out a slow process, few enough to keep per-slice costs small
+_FRAME = struct.Struct("<BQ")  # slice index, pickled length
 
 
 def worker_count() -> int:
@@ -39,72 +47,6 @@ def worker_count() -> int:
     return len(os.sched_getaffinity(0))
 
 
-@dataclass
-class _Child:
-    pid: int
-    fd: int | None
-    reaped: bool = False
-
-    def result(self) -> tuple[bool, Any]:
-        """(True, result) if the child delivered one, else (False, None)."""
-        chunks = []
-        assert self.fd is not None
-        with os.fdopen(self.fd, "rb") as pipe:
-            self.fd = None
-            while block := pipe.read(1 << 20):
-                chunks.append(block)
-        _, status = os.waitpid(self.pid, 0)
-        self.reaped = True
-        if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
-            return False, None
-        try:
-            return True, pickle.loads(b"".join(chunks))  # noqa: S301 - our own forked child, through our own pipe
-        except Exception:  # a truncated or corrupt result: compute the slice in the parent instead
-            return False, None
-
-    def kill(self) -> None:
-        """Ends a child whose result was not collected (the parent was interrupted)."""
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        if self.reaped:
-            return
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        self.reaped = True
-
-
-def _run_child(func: Callable[[Sequence[T]], R], chunk: Sequence[T], read_fd: int, write_fd: int) -> None:
-    code = 1
-    try:
-        os.close(read_fd)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        data = pickle.dumps(func(chunk), protocol=pickle.HIGHEST_PROTOCOL)
-        with os.fdopen(write_fd, "wb") as pipe:
-            pipe.write(data)
-        code = 0
-    finally:
-        os._exit(code)  # never unwind into the caller, never run its atexit handlers
-
-
-def _fork(func: Callable[[Sequence[T]], R], chunk: Sequence[T]) -> _Child | None:
-    read_fd, write_fd = os.pipe()
-    try:
-        pid = os.fork()
-    except OSError:  # out of processes or memory: the parent does the work
-        os.close(read_fd)
-        os.close(write_fd)
-        return None
-    if pid == 0:
-        _run_child(func, chunk, read_fd, write_fd)
-    os.close(write_fd)
-    return _Child(pid, read_fd)
-
-
 def split(items: Sequence[T], parts: int) -> list[Sequence[T]]:
     """`parts` contiguous slices of nearly equal length, in order."""
     size, extra = divmod(len(items), parts)
@@ -112,22 +54,119 @@ def split(items: Sequence[T], parts: int) -> list[Sequence[T]]:
     return [items[bounds[i]:bounds[i + 1]] for i in range(parts)]
 
 
+def _take(queue: int) -> int | None:
+    """The next slice index from the shared queue, or None once it is empty."""
+    token = os.read(queue, 1)  # one-byte reads of a pipe are atomic between processes
+    return token[0] if token else None
+
+
+def _run_child(func: Callable[[Sequence[T]], R], slices: Sequence[Sequence[T]], queue: int, out: int) -> None:
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with os.fdopen(out, "wb") as pipe:
+            while (index := _take(queue)) is not None:
+                data = pickle.dumps(func(slices[index]), protocol=pickle.HIGHEST_PROTOCOL)
+                pipe.write(_FRAME.pack(index, len(data)))
+                pipe.write(data)
+                pipe.flush()
+        code = 0
+    finally:
+        os._exit(code)  # never unwind into the caller, never run its atexit handlers
+
+
+class _Child:
+    """A forked worker, and a thread of the parent collecting what it sends."""
+
+    def __init__(self, func: Callable[[Sequence[Any]], Any], slices: Sequence[Sequence[Any]], queue: int) -> None:
+        read_fd, write_fd = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(read_fd)
+            _run_child(func, slices, queue, write_fd)
+        os.close(write_fd)
+        self.received = bytearray()
+        self._pipe = os.fdopen(read_fd, "rb")
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._done = False
+
+    def start_collecting(self) -> None:
+        self._reader.start()
+
+    def _drain(self) -> None:
+        with self._pipe:
+            while block := self._pipe.read1(1 << 20):
+                self.received += block
+
+    def results(self) -> dict[int, Any]:
+        """Every complete result the child sent (a cut-off last one is left out)."""
+        self._reader.join()
+        os.waitpid(self.pid, 0)
+        self._done = True
+        found: dict[int, Any] = {}
+        view, offset = memoryview(self.received), 0
+        while offset + _FRAME.size <= len(view):
+            index, length = _FRAME.unpack_from(view, offset)
+            start = offset + _FRAME.size
+            if start + length > len(view):
+                break
+            # A result that does not unpickle is left out: the parent computes that slice itself.
+            with contextlib.suppress(Exception):
+                found[index] = pickle.loads(view[start:start + length])  # noqa: S301 - our own child's data
+            offset = start + length
+        return found
+
+    def stop(self) -> None:
+        """Ends a child whose results were not collected (the parent was interrupted)."""
+        if self._done:
+            return
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        if self._reader.is_alive():
+            self._reader.join()
+        else:
+            self._pipe.close()
+        self._done = True
+
+
+def _fork_workers(func: Callable[[Sequence[T]], R], slices: Sequence[Sequence[T]], count: int,
+                  queue: int) -> list[_Child]:
+    children = []
+    for _ in range(count):
+        try:
+            children.append(_Child(func, slices, queue))
+        except OSError:  # out of processes or memory: fewer helpers, same result
+            break
+    for child in children:  # threads only once every fork is done: a fork copies no running thread
+        child.start_collecting()
+    return children
+
+
 def map_chunks(func: Callable[[Sequence[T]], R], items: Sequence[T], *, workers: int,
                min_chunk: int) -> list[R]:
-    """`[func(slice) for slice in split(items, n)]`, the slices after the first computed in forked
-    children; n is at most `workers` and leaves every slice at least `min_chunk` items."""
-    parts = max(1, min(workers, len(items) // max(1, min_chunk)))
-    if parts == 1:
+    """`[func(s) for s in slices]` for contiguous slices of `items`, shared among up to `workers`
+    processes, each of which gets at least `min_chunk` items' worth of work."""
+    processes = max(1, min(workers, len(items) // max(1, min_chunk)))
+    if processes == 1:
         return [func(items)]
-    chunks = split(items, parts)
-    children = [_fork(func, chunk) for chunk in chunks[1:]]
+    slices = split(items, min(255, len(items), processes * SLICES_PER_WORKER))
+    queue, tokens = os.pipe()
+    os.write(tokens, bytes(range(len(slices))))
+    os.close(tokens)  # once the tokens are taken, every reader sees the end of the queue
+    children: list[_Child] = []
     try:
-        results = [func(chunks[0])]
-        for child, chunk in zip(children, chunks[1:], strict=True):
-            delivered, value = child.result() if child is not None else (False, None)
-            results.append(cast(R, value) if delivered else func(chunk))
-        return results
-    finally:
+        children = _fork_workers(func, slices, processes - 1, queue)
+        mine: dict[int, R] = {}
+        while (index := _take(queue)) is not None:
+            mine[index] = func(slices[index])
         for child in children:
-            if child is not None:
-                child.kill()
+            mine.update(child.results())
+        return [mine[i] if i in mine else func(s) for i, s in enumerate(slices)]
+    finally:
+        os.close(queue)
+        for child in children:
+            child.stop()

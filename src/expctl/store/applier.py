@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     Column,
@@ -214,6 +215,15 @@ def _ids(column: Column[Any], ids: Sequence[str]) -> ColumnElement[bool]:
     return column == any_(_array(column, ids))
 
 
+def _json_text(value: Any) -> str:
+    """JSON text from orjson (several times faster than the standard library on a 10,000-row
+    batch), or from the standard library for the integers beyond 64 bits orjson refuses."""
+    try:
+        return orjson.dumps(value).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False)
+
+
 def _rows(columns: Mapping[str, Column[Any]], rows: Sequence[Mapping[str, Any]]) -> TableValuedAlias:
     """`json_to_recordset(<the batch as one JSON parameter>) AS anon(name type, …)`: the batch as a
     relation whose columns have the names of `columns` and the types of those table columns.
@@ -221,7 +231,7 @@ def _rows(columns: Mapping[str, Column[Any]], rows: Sequence[Mapping[str, Any]])
     One JSON text is the cheapest way to ship thousands of rows in one statement: it is written by
     the C encoder and parsed by the server, while array parameters are escaped value by value.
     """
-    payload = json.dumps([{name: row[name] for name in columns} for row in rows], ensure_ascii=False)
+    payload = _json_text([{name: row[name] for name in columns} for row in rows])
     source = func.json_to_recordset(cast(bindparam(None, payload, type_=Text()), JSON()))
     return source.table_valued(*(column(name, col.type) for name, col in columns.items())).render_derived(
         with_types=True)
