@@ -143,27 +143,32 @@ def _create(after: Any) -> str:
             f" (as {value_text(after.get('status'))}{archived})")
 
 
+def _label(change: Record) -> str:
+    return value_text(change["variant"])
+
+
+# What each kind of change reads as; built once (a plan creating 10,000 experiments has 35,000 changes).
+_DESCRIBE: dict[str, Callable[[Record], str]] = {
+    "update_field": lambda c: f"{c['field']}: {value_text(c['before'])} -> {value_text(c['after'])}",
+    "transition": lambda c: f"status: {value_text(c['before'])} -> {value_text(c['after'])}",
+    "archive": lambda c: "archive",
+    "unarchive": lambda c: "unarchive",
+    "remove_variant": lambda c: f"variant {_label(c)} (weight {value_text(_get(c['before'], 'weight'))})",
+    "rename_variant": lambda c: f"variant {value_text(c['before'])} renamed to {value_text(c['after'])}",
+    "reweight_variant": lambda c: f"variant {_label(c)}: weight {value_text(c['before'])} -> {value_text(c['after'])}",
+    "hot_swap": lambda c: f"variant {_label(c)}: {_upstream_diff(c['before'], c['after'])}",
+    "rotate_key": lambda c: _rotation(_label(c), c["after"]),
+    "add_variant": lambda c: _variant_added(_label(c), c["after"]),
+    "create_experiment": lambda c: _create(c["after"]),
+    "delete_experiment": lambda c: f"delete experiment (now {value_text(c['before'])})",
+    "release": lambda c: "release from management (the row is kept, expctl stops managing it)",
+}
+
+
 def describe_change(change: Record) -> str:
     """One plain-text line saying what the change does (no sign, no colour, no refusal)."""
-    kind, label = change["kind"], value_text(change["variant"])
-    before, after = change["before"], change["after"]
-    simple: dict[str, Callable[[], str]] = {
-        "update_field": lambda: f"{change['field']}: {value_text(before)} -> {value_text(after)}",
-        "transition": lambda: f"status: {value_text(before)} -> {value_text(after)}",
-        "archive": lambda: "archive",
-        "unarchive": lambda: "unarchive",
-        "remove_variant": lambda: f"variant {label} (weight {value_text(_get(before, 'weight'))})",
-        "rename_variant": lambda: f"variant {value_text(before)} renamed to {value_text(after)}",
-        "reweight_variant": lambda: f"variant {label}: weight {value_text(before)} -> {value_text(after)}",
-        "hot_swap": lambda: f"variant {label}: {_upstream_diff(before, after)}",
-        "rotate_key": lambda: _rotation(label, after),
-        "add_variant": lambda: _variant_added(label, after),
-        "create_experiment": lambda: _create(after),
-        "delete_experiment": lambda: f"delete experiment (now {value_text(before)})",
-        "release": lambda: "release from management (the row is kept, expctl stops managing it)",
-    }
-    make = simple.get(kind)
-    return make() if make else f"{value_text(kind)} {value_text(after)}"
+    make = _DESCRIBE.get(change["kind"])
+    return make(change) if make else f"{value_text(change['kind'])} {value_text(change['after'])}"
 
 
 def action_word(change: Record) -> str:
