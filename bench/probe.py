@@ -6,6 +6,8 @@ cost is a few dictionary updates per statement:
 - SQLAlchemy `before/after_cursor_execute` on every Engine: statements sent (one per cursor
   execution; an executemany counts once, and its batches and rows are recorded besides) and the
   time spent inside them;
+- psycopg `Cursor.copy`: the COPY statements the apply's bulk inserts use (SQLAlchemy does not see
+  them), counted and timed the same way, the rows streamed included;
 - redis-py `Connection.send_packed_command`: socket writes, i.e. Redis round trips (a pipeline is
   one; the commands themselves are counted by the runner from the server's INFO commandstats);
 - a phase clock: when the first SQL statement was sent and when the process ended.
@@ -16,10 +18,12 @@ The counters are written to OUT.json when the process exits (the CLI ends with `
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 START = time.perf_counter()
@@ -54,6 +58,7 @@ COUNTERS = Counters()
 
 def install() -> None:
     """Hooks SQLAlchemy and redis-py; imported lazily so the hooks add no import of their own."""
+    import psycopg  # noqa: PLC0415
     import redis.connection  # noqa: PLC0415
     from sqlalchemy import event  # noqa: PLC0415
     from sqlalchemy.engine import Engine  # noqa: PLC0415
@@ -76,6 +81,19 @@ def install() -> None:
 
     event.listen(Engine, "before_cursor_execute", before)
     event.listen(Engine, "after_cursor_execute", after)
+
+    copy = psycopg.Cursor.copy
+
+    @contextlib.contextmanager
+    def counted_copy(self: Any, statement: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        before(None, self, "COPY", None, None, False)
+        try:
+            with copy(self, statement, *args, **kwargs) as stream:
+                yield stream
+        finally:
+            after(None, self, "COPY", None, None, False)
+
+    psycopg.Cursor.copy = counted_copy  # type: ignore[method-assign]
 
     connection_class: Any = redis.connection.Connection
     send_packed = connection_class.send_packed_command

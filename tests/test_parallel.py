@@ -10,13 +10,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from expctl import parallel
 from expctl.manifest.load import load_directory
+from tests.workspace import Workspace, manifest
 
 REPO = Path(__file__).resolve().parents[1]
 PARENT = os.getpid()
@@ -61,8 +62,8 @@ def test_results_come_back_in_order(count: int, workers: int, min_chunk: int) ->
 
 @pytest.mark.parametrize("func", [_fails_in_child, _killed_in_child, _unpicklable_in_child],
                          ids=["raises", "killed", "unpicklable"])
-def test_a_failed_child_is_done_by_the_parent(func: object) -> None:
-    chunks = parallel.map_chunks(func, list(range(40)), workers=3, min_chunk=5)  # type: ignore[arg-type]
+def test_a_failed_child_is_done_by_the_parent(func: Callable[[Sequence[int]], list[int]]) -> None:
+    chunks = parallel.map_chunks(func, list(range(40)), workers=3, min_chunk=5)
     assert [n for chunk in chunks for n in chunk] == [n * n for n in range(40)]
 
 
@@ -122,3 +123,66 @@ def test_parallel_load_equals_serial_load_with_problems(tmp_path: Path) -> None:
     forked = load_directory(tmp_path, workers=4, files_per_worker=1)
     assert len(serial.files) > 40 and serial.problems
     assert forked == serial
+
+
+def _run_script(body: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(body)], capture_output=True, text=True,
+                          check=True, timeout=60)
+
+
+def test_background_output_comes_once_and_in_order() -> None:
+    run = _run_script("""
+        import time
+        from expctl import parallel
+        print("before", end=" ")  # still buffered when the child forks: it must not be written twice
+        job = parallel.Background(lambda: print("from the child", end=" "))
+        time.sleep(0.05)
+        job.finish()
+        print("after")
+    """)
+    assert run.stdout == "before from the child after\n"
+
+
+@pytest.mark.parametrize(("redo", "expected"), [(True, "written by the parent\n"), (False, "")])
+def test_background_failure_is_redone_by_the_parent_unless_interrupted(redo: bool, expected: str) -> None:
+    run = _run_script(f"""
+        import os, sys
+        from expctl import parallel
+        parent = os.getpid()
+        def write():
+            if os.getpid() != parent:
+                raise RuntimeError("child failure")
+            print("written by the parent")
+        parallel.Background(write).finish(redo={redo})
+    """)
+    assert run.stdout == expected and run.stderr == ""
+
+
+def test_reconcile_prints_a_large_plan_from_the_background_before_the_result(ws: Workspace) -> None:
+    ws.write(*(manifest(f"exp-{i}", "active" if i % 2 else "draft", public_id=f"kilo/m{i}") for i in range(6)))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CI")}
+    pids = ws.root / "pids"
+    script = textwrap.dedent(f"""
+        import os, sys
+        import expctl.cli.cmd_plan as c
+        c.BACKGROUND_PLAN_MIN_CHANGES = 1
+        render = c._render
+        def recorded(plan, fmt):  # which process renders the plan
+            open({str(pids)!r}, "a").write(f"{{os.getpid()}}\\n")
+            return render(plan, fmt)
+        c._render = recorded
+        open({str(pids)!r}, "a").write(f"main {{os.getpid()}}\\n")
+        from expctl.cli import main
+        sys.exit(main())
+    """)
+    run = subprocess.run([sys.executable, "-c", script, "reconcile", "--auto-approve", "--database-url", ws.db_url,
+                          "--redis-url", ws.redis_url], cwd=ws.root, env={**env, parallel.WORKERS_ENV: "2"},
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    plan_text, _, result = run.stdout.partition("Applied ")
+    assert plan_text.startswith("expctl plan sha256:") and plan_text.count("expctl plan sha256:") == 1
+    assert all(plan_text.count(f"exp-{i} (kilo/m{i}, new):") == 1 for i in range(6))
+    assert " change(s) in one transaction" in result and "Redis refreshed" in result
+    main_pid, rendered_by = pids.read_text().split("\n")[:2]
+    assert main_pid.startswith("main ") and rendered_by != main_pid.removeprefix("main ")  # a forked child
+    assert len(ws.rows("SELECT id FROM model_experiment")) == 6

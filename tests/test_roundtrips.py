@@ -2,9 +2,10 @@
 
 Runs the same commands on 5 and on 50 experiments against a real PostgreSQL and Redis and
 compares what they sent: SQL statements (every cursor execution seen by SQLAlchemy's
-`before_cursor_execute` on all engines; an executemany counts once per parameter set, because the
-server runs the statement once per row) and Redis round trips (socket writes of redis-py: a
-pipeline is one). Both must be the same for N=5 and N=50.
+`before_cursor_execute` on all engines, and every psycopg COPY, which SQLAlchemy does not see; an
+executemany counts once per parameter set, because the server runs the statement once per row) and
+Redis round trips (socket writes of redis-py: a pipeline is one). Both must be the same for N=5 and
+N=50, and the apply must send its rows by COPY.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis.connection
 from sqlalchemy import event
@@ -54,8 +56,15 @@ def counting(monkeypatch: pytest.MonkeyPatch) -> Iterator[Trips]:
         trips.redis += 1
         send(self, command, check_health)
 
+    copy = psycopg.Cursor.copy
+
+    def counted_copy(self: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        before(None, self, "COPY", None, None, False)  # a bulk insert: one statement, whatever its rows
+        return copy(self, statement, *args, **kwargs)
+
     event.listen(Engine, "before_cursor_execute", before)
     monkeypatch.setattr(connection_class, "send_packed_command", counted_send)
+    monkeypatch.setattr(psycopg.Cursor, "copy", counted_copy)
     try:
         yield trips
     finally:
@@ -136,4 +145,6 @@ def test_round_trips_do_not_grow_with_the_number_of_experiments(
     # And they stay few: a plan is a snapshot and the three reads of the state.
     assert small["plan (no changes)"][0] <= 6
     assert small["reconcile (create)"][0] <= 25
+    # The created rows travel by COPY, one per table: experiments, bindings, variants, versions.
+    assert small["reconcile (create)"][2].get("COPY") == 4
     assert all(redis_trips <= 12 for _, redis_trips, _ in small.values())

