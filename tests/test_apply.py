@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 from expctl.crypto import decrypt_api_key, parse_byok_key
+from expctl.store.applier import new_id
 from tests.workspace import BYOK_B64, UPSTREAM_A, Workspace, manifest
 
 BYOK = parse_byok_key(BYOK_B64)
@@ -246,3 +248,13 @@ def test_removed_manifests_prune_and_release(ws: Workspace, tmp_path: Path) -> N
     refused = ws.reconcile("--prune")
     assert refused.code == 1 and "complete" in refused.out
     assert ws.experiment("live")["status"] == "active"
+
+
+def test_new_ids_are_random_version_4_uuids() -> None:
+    ids = [new_id() for _ in range(2_000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # Every hexadecimal digit shows up in the random positions: nothing is stuck.
+    assert {c for text in ids for c in text.replace("-", "")} == set("0123456789abcdef")

@@ -5,9 +5,9 @@ GIL), and it is most of what a large `plan` does. On Linux, `map_chunks` forks o
 core and all processes, the parent included, take slices of the work from a shared queue until it
 is empty: a process slowed down by a busy neighbour simply takes fewer slices. The queue is a pipe
 holding one byte per slice (the way make's jobserver hands out job tokens). Each child sends every
-result it computes, pickled, through its own pipe, which a thread of the parent drains so that the
-child never waits for the parent. Results are put back in slice order: the output never depends on
-how the work was shared.
+result it computes, pickled, through its own pipe, which a thread of the parent drains and
+unpickles as it arrives, so that the child never waits for the parent. Results are put back in
+slice order: the output never depends on how the work was shared.
 
 Children never return into the caller's code. They restore the default SIGINT/SIGTERM handlers
 (so a Ctrl-C or SIGTERM cannot run the parent's cleanup, such as stopping local servers, a second
@@ -86,7 +86,7 @@ class _Child:
             os.close(read_fd)
             _run_child(func, slices, queue, write_fd)
         os.close(write_fd)
-        self.received = bytearray()
+        self.found: dict[int, Any] = {}
         self._pipe = os.fdopen(read_fd, "rb")
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._done = False
@@ -95,27 +95,24 @@ class _Child:
         self._reader.start()
 
     def _drain(self) -> None:
+        """Unpickles results as they arrive: that work then counts in the sharing (the parent takes
+        fewer slices) instead of being left for the end. A cut-off last result is left out."""
         with self._pipe:
-            while block := self._pipe.read1(1 << 20):
-                self.received += block
+            while len(header := self._pipe.read(_FRAME.size)) == _FRAME.size:
+                index, length = _FRAME.unpack(header)
+                data = self._pipe.read(length)
+                if len(data) != length:
+                    return
+                # A result that does not unpickle is left out: the parent computes that slice itself.
+                with contextlib.suppress(Exception):
+                    self.found[index] = pickle.loads(data)  # noqa: S301 - our own child's data
 
     def results(self) -> dict[int, Any]:
-        """Every complete result the child sent (a cut-off last one is left out)."""
+        """Every complete result the child sent."""
         self._reader.join()
         os.waitpid(self.pid, 0)
         self._done = True
-        found: dict[int, Any] = {}
-        view, offset = memoryview(self.received), 0
-        while offset + _FRAME.size <= len(view):
-            index, length = _FRAME.unpack_from(view, offset)
-            start = offset + _FRAME.size
-            if start + length > len(view):
-                break
-            # A result that does not unpickle is left out: the parent computes that slice itself.
-            with contextlib.suppress(Exception):
-                found[index] = pickle.loads(view[start:start + length])  # noqa: S301 - our own child's data
-            offset = start + length
-        return found
+        return self.found
 
     def stop(self) -> None:
         """Ends a child whose results were not collected (the parent was interrupted)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import operator
-import uuid
+import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +86,17 @@ class ApplyContext:
     actor: str | None
 
 
+# The variant digit of an RFC 4122 UUID is 8, 9, a or b: the top two bits of its nibble are 10.
+_VARIANT_DIGIT = {f"{n:x}": f"{8 + (n & 3):x}" for n in range(16)}
+
+
+def new_id() -> str:
+    """A random UUID (version 4) as text, the same as `str(uuid.uuid4())` without building the
+    UUID object: an apply creating 10,000 experiments needs 50,000 of them."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
 def _encrypted(ctx: ApplyContext, experiment: str, variant: DesiredVariant) -> dict[str, str]:
     if ctx.byok_key is None:
         raise ConfigError("BYOK_ENCRYPTION_KEY is required to write api keys (new variants, hot-swaps, rotations)")
@@ -100,20 +111,20 @@ def _encrypted(ctx: ApplyContext, experiment: str, variant: DesiredVariant) -> d
 
 def _version_row(ctx: ApplyContext, experiment: str, variant: DesiredVariant, variant_id: str) -> dict[str, Any]:
     return {
-        "id": str(uuid.uuid4()), "variant_id": variant_id, "upstream": dict(variant.upstream),
+        "id": new_id(), "variant_id": variant_id, "upstream": dict(variant.upstream),
         "encrypted_api_key": _encrypted(ctx, experiment, variant), "created_by": ctx.actor or VERSION_CREATED_BY,
     }
 
 
 def _collect_create(batch: _Batch, ctx: ApplyContext, d: DesiredExperiment) -> None:
-    experiment_id = str(uuid.uuid4())
+    experiment_id = new_id()
     batch.new_experiments.append({
         "id": experiment_id, "public_model_id": d.public_model_id, "name": d.display_name,
         "description": d.description, "status": "draft", "is_archived": d.archived,
     })
     batch.new_bindings.append({"name": d.name, "experiment_id": experiment_id})
     for variant in d.variants:
-        variant_id = str(uuid.uuid4())
+        variant_id = new_id()
         batch.new_variants.append({"id": variant_id, "experiment_id": experiment_id, "label": variant.label,
                                    "weight": variant.weight})
         batch.new_versions.append(_version_row(ctx, d.name, variant, variant_id))
@@ -149,7 +160,7 @@ def _collect_variants(batch: _Batch, ctx: ApplyContext, plan: ExperimentPlan, d:
     batch.removed_variants += [row.id for row in leftovers]
     for variant, row in pairs:
         if row is None:
-            variant_id = str(uuid.uuid4())
+            variant_id = new_id()
             batch.new_variants.append({"id": variant_id, "experiment_id": a.id, "label": variant.label,
                                        "weight": variant.weight})
             batch.new_versions.append(_version_row(ctx, d.name, variant, variant_id))
