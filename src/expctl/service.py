@@ -7,6 +7,7 @@ and applies in one transaction; Redis is refreshed only after the commit.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,10 +183,16 @@ def _apply_locked(
                 raise ExpctlError("not approved: nothing was applied")
             if plan.has_changes:
                 ctx = ApplyContext({d.name: d for d in desired}, state, resolver, byok_key, audit.actor(settings.env))
+                # The plan's record and hash (for the audit row) are pure Python work on frozen data:
+                # a thread computes them while this one mostly waits for PostgreSQL to take the rows.
+                recording = threading.Thread(target=plan.to_record, name="plan-record", daemon=True)
+                recording.start()
                 try:
                     execute(conn, plan, ctx)
                 except IntegrityError as err:
                     raise _map_integrity(err, settings.database_url) from None
+                finally:
+                    recording.join()
                 queue_cache_invalidations(conn, changed_public_ids(plan))
             audit.record(conn, command, plan, "applied" if plan.has_changes else "no changes", settings.env)
         except DBAPIError as err:
