@@ -81,7 +81,12 @@ class _Child:
 
     def __init__(self, func: Callable[[Sequence[Any]], Any], slices: Sequence[Sequence[Any]], queue: int) -> None:
         read_fd, write_fd = os.pipe()
-        self.pid = os.fork()
+        try:
+            self.pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
         if self.pid == 0:
             os.close(read_fd)
             _run_child(func, slices, queue, write_fd)

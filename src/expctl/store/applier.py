@@ -6,10 +6,10 @@ constraint true at every step (DESIGN §5):
 3. structure: create experiments, rename/remove/add/reweight variants, then insert versions;
 4. activations (draft → active, paused → active), last, when the public id is free.
 
-Every write is one set-based statement per step, whatever the number of rows: a batch travels as
-one JSON parameter that `json_to_recordset(...)` turns back into rows (`INSERT … SELECT`,
-`UPDATE … FROM`), a set of ids as one array (`= ANY(…)`), so an apply creating 10,000
-experiments makes as many round trips as one creating a single experiment. Experiment updates
+Every write is one set-based statement per step, whatever the number of rows: new rows go in by
+one COPY per table, updates take their batch as one JSON parameter that `json_to_recordset(...)`
+turns back into rows (`UPDATE … FROM`), a set of ids as one array (`= ANY(…)`), so an apply
+creating 10,000 experiments makes as many round trips as one creating a single experiment. Experiment updates
 carry `WHERE id = … AND status = <expected>` and the apply aborts when a row changed underneath.
 """
 
