@@ -6,8 +6,15 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
 from expctl.crypto import decrypt_api_key, parse_byok_key
-from expctl.store.applier import new_id
+from expctl.service import _map_integrity
+from expctl.store.applier import _insert, new_id
+from expctl.store.db import connect
+from expctl.store.tables import model_experiment, model_experiment_variant
 from tests.workspace import BYOK_B64, UPSTREAM_A, Workspace, manifest
 
 BYOK = parse_byok_key(BYOK_B64)
@@ -253,8 +260,23 @@ def test_removed_manifests_prune_and_release(ws: Workspace, tmp_path: Path) -> N
 def test_new_ids_are_random_version_4_uuids() -> None:
     ids = [new_id() for _ in range(2_000)]
     assert len(set(ids)) == len(ids)
-    for text in ids:
-        parsed = uuid.UUID(text)
-        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    for shown in ids:
+        parsed = uuid.UUID(shown)
+        assert str(parsed) == shown and parsed.version == 4 and parsed.variant == uuid.RFC_4122
     # Every hexadecimal digit shows up in the random positions: nothing is stuck.
-    assert {c for text in ids for c in text.replace("-", "")} == set("0123456789abcdef")
+    assert {c for shown in ids for c in shown.replace("-", "")} == set("0123456789abcdef")
+
+
+def test_a_constraint_hit_by_copy_is_an_integrity_error_naming_it(db: str) -> None:
+    """COPY runs on psycopg directly; its errors must still reach the apply's constraint mapping."""
+    experiment = {"id": new_id(), "public_model_id": "kilo/x", "name": "X", "description": None, "status": "draft",
+                  "is_archived": False}
+    variant = {"id": new_id(), "experiment_id": experiment["id"], "label": "control", "weight": 0}
+    with connect(db) as conn, conn.begin():
+        _insert(conn, model_experiment, [experiment])
+        with pytest.raises(IntegrityError) as raised:
+            _insert(conn, model_experiment_variant, [variant])
+    error = _map_integrity(raised.value, db)
+    assert "model_experiment_variant_weight_positive" in str(error) and "weights must be positive" in str(error)
+    with connect(db) as conn:  # the transaction was rolled back: nothing was written
+        assert conn.execute(text("SELECT count(*) FROM model_experiment")).scalar_one() == 0

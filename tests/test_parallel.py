@@ -17,7 +17,7 @@ import pytest
 
 from expctl import parallel
 from expctl.manifest.load import load_directory
-from tests.workspace import Workspace, manifest
+from tests.workspace import BYOK_B64, Workspace, manifest
 
 REPO = Path(__file__).resolve().parents[1]
 PARENT = os.getpid()
@@ -186,3 +186,4 @@ def test_reconcile_prints_a_large_plan_from_the_background_before_the_result(ws:
     main_pid, rendered_by = pids.read_text().split("\n")[:2]
     assert main_pid.startswith("main ") and rendered_by != main_pid.removeprefix("main ")  # a forked child
     assert len(ws.rows("SELECT id FROM model_experiment")) == 6
+    assert not any(secret in run.stdout + run.stderr for secret in ("secret-a", "secret-b", BYOK_B64))
