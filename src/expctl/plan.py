@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from expctl.errors import Location
@@ -144,13 +145,10 @@ class Plan:
     def summary(self) -> dict[str, int]:
         """Counts per change kind, `total`, `refused` and `irreversible` (a fresh dict per call,
         counted once per plan: a plan creating 10,000 experiments has 35,000 changes)."""
-        cached: dict[str, int] | None = self.__dict__.get("_summary")
-        if cached is None:
-            cached = self._count()
-            object.__setattr__(self, "_summary", cached)  # frozen: the cache is not a field
-        return dict(cached)
+        return dict(self._summary)
 
-    def _count(self) -> dict[str, int]:
+    @cached_property
+    def _summary(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
         refused = irreversible = 0
         for experiment in self.experiments:
@@ -171,13 +169,12 @@ class Plan:
         10,000 experiments costs seconds, and plan, apply and the audit row all need the id.
         The nested values are shared between calls; callers read them, never change them.
         """
-        cached: dict[str, Any] | None = self.__dict__.get("_record")
-        if cached is None:
-            cached = self._build_record()
-            object.__setattr__(self, "_record", cached)  # frozen: the cache is not a field
-        return dict(cached)
+        return dict(self._record)
 
-    def _build_record(self) -> dict[str, Any]:
+    # cached_property writes the instance's __dict__ directly, so it caches on a frozen dataclass
+    # without being a field (equality and `replace()` ignore it).
+    @cached_property
+    def _record(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "state_fingerprint": self.state_fingerprint,

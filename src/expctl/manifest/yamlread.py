@@ -91,12 +91,6 @@ class Document:
                 return self._location(mark)
         return self.start
 
-    def key_locations(self) -> dict[Path_, Location]:
-        return {p: self._location(m) for p, m in self.key_marks.items()}
-
-    def value_locations(self) -> dict[Path_, Location]:
-        return {p: self._location(m) for p, m in self.value_marks.items()}
-
 
 class _Abort(Exception):
     def __init__(self, problem: Problem) -> None:

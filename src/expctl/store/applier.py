@@ -15,7 +15,6 @@ carry `WHERE id = … AND status = <expected>` and the apply aborts when a row c
 
 from __future__ import annotations
 
-import json
 import operator
 import os
 from collections import defaultdict
@@ -23,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg import sql as psql
 from sqlalchemy import (
@@ -51,7 +49,7 @@ from expctl.errors import ConfigError, ConflictError, SecretError
 from expctl.plan import ChangeKind, ExperimentPlan, Plan
 from expctl.planner import match_variants
 from expctl.secrets import SecretResolver
-from expctl.state import ActualExperiment, ActualState, DesiredExperiment, DesiredVariant
+from expctl.state import ActualExperiment, ActualState, DesiredExperiment, DesiredVariant, canonical_json
 from expctl.store.tables import expctl_binding, model_experiment, model_experiment_variant
 from expctl.store.tables import model_experiment_variant_version as versions_table
 
@@ -229,23 +227,15 @@ def _ids(column: Column[Any], ids: Sequence[str]) -> ColumnElement[bool]:
     return column == any_(_array(column, ids))
 
 
-def _json_text(value: Any) -> str:
-    """JSON text from orjson (several times faster than the standard library on a 10,000-row
-    batch), or from the standard library for the integers beyond 64 bits orjson refuses."""
-    try:
-        return orjson.dumps(value).decode("utf-8")
-    except orjson.JSONEncodeError:
-        return json.dumps(value, ensure_ascii=False)
-
-
 def _rows(columns: Mapping[str, Column[Any]], rows: Sequence[Mapping[str, Any]]) -> TableValuedAlias:
     """`json_to_recordset(<the batch as one JSON parameter>) AS anon(name type, …)`: the batch as a
     relation whose columns have the names of `columns` and the types of those table columns.
 
     One JSON text is the cheapest way to ship thousands of rows in one statement: it is written by
-    the C encoder and parsed by the server, while array parameters are escaped value by value.
+    orjson (`canonical_json`) and parsed by the server, while array parameters are escaped value by
+    value.
     """
-    payload = _json_text([{name: row[name] for name in columns} for row in rows])
+    payload = canonical_json([{name: row[name] for name in columns} for row in rows])
     source = func.json_to_recordset(cast(bindparam(None, payload, type_=Text()), JSON()))
     return source.table_valued(*(column(name, col.type) for name, col in columns.items())).render_derived(
         with_types=True)
@@ -253,7 +243,7 @@ def _rows(columns: Mapping[str, Column[Any]], rows: Sequence[Mapping[str, Any]])
 
 def _cell(value: Any) -> Any:
     """A value as COPY takes it: JSON columns as their JSON text, the rest as they are."""
-    return _json_text(value) if isinstance(value, (dict, list)) else value
+    return canonical_json(value) if isinstance(value, (dict, list)) else value
 
 
 def _insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]],
