@@ -28,20 +28,31 @@ def _squares(chunk: Sequence[int]) -> list[int]:
     return [n * n for n in chunk]
 
 
+CHILD_ATTEMPTS: list[Path] = []  # where a child notes that it took a slice (set by the test)
+
+
+def _in_child() -> bool:
+    if os.getpid() == PARENT:
+        return False
+    with CHILD_ATTEMPTS[0].open("a") as log:
+        log.write(f"{os.getpid()}\n")
+    return True
+
+
 def _fails_in_child(chunk: Sequence[int]) -> list[int]:
-    if os.getpid() != PARENT:
+    if _in_child():
         raise RuntimeError("child failure")
     return _squares(chunk)
 
 
 def _killed_in_child(chunk: Sequence[int]) -> list[int]:
-    if os.getpid() != PARENT:
+    if _in_child():
         os.kill(os.getpid(), signal.SIGKILL)
     return _squares(chunk)
 
 
 def _unpicklable_in_child(chunk: Sequence[int]) -> object:
-    if os.getpid() != PARENT:
+    if _in_child():
         return lambda: None  # cannot be pickled: the child exits non-zero
     return _squares(chunk)
 
@@ -62,9 +73,12 @@ def test_results_come_back_in_order(count: int, workers: int, min_chunk: int) ->
 
 @pytest.mark.parametrize("func", [_fails_in_child, _killed_in_child, _unpicklable_in_child],
                          ids=["raises", "killed", "unpicklable"])
-def test_a_failed_child_is_done_by_the_parent(func: Callable[[Sequence[int]], list[int]]) -> None:
+def test_a_failed_child_is_done_by_the_parent(func: Callable[[Sequence[int]], list[int]], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "CHILD_ATTEMPTS", [tmp_path / "attempts"])
     chunks = parallel.map_chunks(func, list(range(40)), workers=3, min_chunk=5)
     assert [n for chunk in chunks for n in chunk] == [n * n for n in range(40)]
+    assert (tmp_path / "attempts").read_text().split()  # children did take slices, and failed them
 
 
 def test_children_run_with_default_signal_handlers() -> None:

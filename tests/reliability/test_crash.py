@@ -176,13 +176,18 @@ def kill_once(clones: Clones, ws: Workspace, env: dict[str, str], logs: Path, ca
         return {"outcome": outcome, "alive": alive, "in_tx": in_tx, "waited": waited}
 
 
-def _kills(ws: Workspace, pg_server: PostgresEndpoint, tmp_path: Path, figures: dict[str, object], kills: int) -> None:
+def _applied_base_then_big(ws: Workspace, pg_server: PostgresEndpoint) -> tuple[dict[str, Any], Clones, dict[str, str]]:
+    """The base manifests applied, the big ones written: (the tables now, clones of that database,
+    the environment of an `expctl` child)."""
     ws.write(*base_manifests())
     assert ws.reconcile().code == 0
     base = exact_dump(ws.db_url)
     ws.write(*big_manifests())
-    clones = Clones(pg_server, _db_name(ws.db_url))
-    env = child_env(SECRETS)
+    return base, Clones(pg_server, _db_name(ws.db_url)), child_env(SECRETS)
+
+
+def _kills(ws: Workspace, pg_server: PostgresEndpoint, tmp_path: Path, figures: dict[str, object], kills: int) -> None:
+    base, clones, env = _applied_base_then_big(ws, pg_server)
     cal = calibrate(clones, ws, env, tmp_path / "calibration")
     seed = int(os.environ.get("EXPCTL_SEED") or random.randrange(2**32))
     figures.update(seed=seed, run_s=round(cal.total_s, 2), db_s=round(cal.db_s, 2))
@@ -202,12 +207,7 @@ def test_killing_the_lock_holder_frees_the_waiting_run(ws: Workspace, pg_server:
                                                        figures: dict[str, object]) -> None:
     """Two runs wait on the lock the test holds; the test lets go, and kills -9 whichever run got it.
     The other must take the lock as soon as PostgreSQL has ended the dead session, and apply."""
-    ws.write(*base_manifests())
-    assert ws.reconcile().code == 0
-    base = exact_dump(ws.db_url)
-    ws.write(*big_manifests())
-    clones = Clones(pg_server, _db_name(ws.db_url))
-    env = child_env(SECRETS)
+    base, clones, env = _applied_base_then_big(ws, pg_server)
     with clones.clone() as url:
         holder = psycopg.connect(plain_url(url), application_name="reliability-holder")
         holder.execute("SELECT pg_advisory_xact_lock(%s)", (APPLY_LOCK_KEY,))

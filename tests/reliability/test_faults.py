@@ -207,13 +207,18 @@ def _hold_row_lock(ws: Workspace, name: str) -> psycopg.Connection[Any]:
     return holder
 
 
-def test_statement_timeout_while_a_row_is_locked(ws: Workspace) -> None:
+def _pause_while_locked(ws: Workspace) -> tuple[list[dict[str, Any]], dict[str, Any], psycopg.Connection[Any]]:
+    """Applied manifests, then an edit pausing `exp` whose row another session holds locked:
+    (the edited manifests, the tables before the run, the session holding the lock)."""
     ws.write(*manifests())
     assert ws.reconcile().code == 0
     edited = [manifest("exp", "paused"), *manifests()[1:]]
     ws.write(*edited)
-    before = exact_dump(ws.db_url)
-    holder = _hold_row_lock(ws, "exp")
+    return edited, exact_dump(ws.db_url), _hold_row_lock(ws, "exp")
+
+
+def test_statement_timeout_while_a_row_is_locked(ws: Workspace) -> None:
+    edited, before, holder = _pause_while_locked(ws)
     try:
         ws.monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=300")
         result = ws.reconcile()
@@ -229,12 +234,7 @@ def test_statement_timeout_while_a_row_is_locked(ws: Workspace) -> None:
 
 
 def test_row_lock_wait_past_the_lock_timeout_exits_5(ws: Workspace) -> None:
-    ws.write(*manifests())
-    assert ws.reconcile().code == 0
-    edited = [manifest("exp", "paused"), *manifests()[1:]]
-    ws.write(*edited)
-    before = exact_dump(ws.db_url)
-    holder = _hold_row_lock(ws, "exp")
+    edited, before, holder = _pause_while_locked(ws)
     try:
         result = ws.reconcile("--lock-timeout", "0.5")
     finally:
