@@ -48,8 +48,7 @@ def _agrees_with_pyyaml(path: str, text: str) -> None:
         keys: dict[Path_, Location] = {}
         values: dict[Path_, Location] = {}
         _oracle_positions(path, root, (), keys, values)
-        assert {p: doc.location_of(p, prefer_key=True) for p in doc.key_marks} == keys
-        assert {p: doc.location_of(p) for p in doc.value_marks} == values
+        assert doc.all_locations() == (keys, values)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

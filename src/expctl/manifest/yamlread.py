@@ -6,13 +6,15 @@ file (no alias expansion ever happens, so no billion-laughs blow-up), duplicate 
 tags are problems, and nesting depth is bounded. Parser messages are used without their context
 snippet, which could quote a secret from the offending line.
 
-It is also the hot loop of `plan` at 10,000 manifests, so the common events (plain or quoted
-scalars, untagged collections) are handled inline with as little per-event work as possible, and
-positions are kept as the parser's own mark objects until somebody asks for a `Location`.
+Most manifests are read by the faster line reader (`yamlblock`); this reader takes every file
+that one declines. The common events (plain or quoted scalars, untagged collections) are still
+handled inline with little per-event work, and positions are kept as the parser's own mark
+objects until the document ends.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,40 +57,63 @@ def _resolve_plain(value: str) -> str:
 class Document:
     """One YAML document: its data and where each key and value starts.
 
-    `key_marks` / `value_marks` hold the parser's marks (anything with 0-based `line` and
-    `column`); `location_of` turns the one asked for into a 1-based `Location`.
+    `key_locations` / `value_locations` map a path to where that key or value starts. A reader may
+    leave the inside of some one-line flow collections unmapped (`unmapped_flows`: the path of each
+    such collection → what `map_flows` needs to map it); the first question about a place inside
+    one of them maps them all.
     """
 
     path: str
     index: int
     start: Location
     data: Any = None
-    key_marks: dict[Path_, Any] = field(default_factory=dict)
-    value_marks: dict[Path_, Any] = field(default_factory=dict)
+    key_locations: dict[Path_, Location] = field(default_factory=dict)
+    value_locations: dict[Path_, Location] = field(default_factory=dict)
+    unmapped_flows: dict[Path_, Any] = field(default_factory=dict)
+    map_flows: Callable[[Document], None] | None = None
 
-    def _location(self, mark: Any) -> Location:
-        return Location(self.path, mark.line + 1, mark.column + 1)
+    def all_locations(self) -> tuple[dict[Path_, Location], dict[Path_, Location]]:
+        """Every key's and every value's location."""
+        self._map_flows()
+        return self.key_locations, self.value_locations
+
+    def _map_flows(self) -> None:
+        if self.unmapped_flows and self.map_flows is not None:
+            self.map_flows(self)
+            self.unmapped_flows = {}
+
+    def _in_unmapped_flow(self, path: Path_) -> bool:
+        flows = self.unmapped_flows
+        return any(path[:end] in flows for end in range(len(path), -1, -1))
 
     def field_locations(self, base: Path_, names: tuple[str, ...], every: bool = False) -> dict[str, Location]:
         """Where the values of the fields `names` of the mapping at `base` start: for the fields
         present, or (`every`) for all, a missing one at the closest known position above it."""
-        marks = self.value_marks
-        path = self.path
-        found = {name: marks.get((*base, name)) for name in names}
-        return {name: Location(path, m.line + 1, m.column + 1) if m is not None else self.location_of((*base, name))
-                for name, m in found.items() if m is not None or every}
+        if self.unmapped_flows and self._in_unmapped_flow(base):
+            self._map_flows()
+        values = self.value_locations
+        found = {}
+        for name in names:
+            location = values.get((*base, name))
+            if location is not None:
+                found[name] = location
+            elif every:
+                found[name] = self.location_of((*base, name))
+        return found
 
     def location_of(self, path: Path_, prefer_key: bool = False) -> Location:
         """The closest known position for `path` (walking up to the document start)."""
-        table = self.key_marks if prefer_key else self.value_marks
-        mark = table.get(path)
-        if mark is not None:
-            return Location(self.path, mark.line + 1, mark.column + 1)
+        table = self.key_locations if prefer_key else self.value_locations
+        location = table.get(path)
+        if location is not None:
+            return location
+        if self.unmapped_flows and self._in_unmapped_flow(path):
+            self._map_flows()
         for end in range(len(path), -1, -1):
             prefix = path[:end]
-            mark = table.get(prefix) or self.value_marks.get(prefix)
-            if mark is not None:
-                return self._location(mark)
+            location = table.get(prefix) or self.value_locations.get(prefix)
+            if location is not None:
+                return location
         return self.start
 
 
@@ -137,7 +162,8 @@ class _Reader:
         is_map = False
         key: str | None = None
         doc = Document(self.path, 0, Location(self.path, 1, 1))
-        key_marks, value_marks = doc.key_marks, doc.value_marks
+        key_marks: dict[Path_, Any] = {}
+        value_marks: dict[Path_, Any] = {}
         while True:
             event = next_event()
             kind = type(event)
@@ -150,7 +176,7 @@ class _Reader:
                 if is_map:
                     if key is None:
                         fresh = type(value) is str and value not in parent
-                        key = value if fresh else self._odd_key(doc, event, value, parent, base)
+                        key = value if fresh else self._odd_key(key_marks, event, value, parent, base)
                         key_marks[(*base, key)] = event.start_mark
                         continue
                     value_marks[(*base, key)] = event.start_mark
@@ -184,20 +210,25 @@ class _Reader:
                 parent, base, is_map = new, here, kind is map_start
             elif kind is yaml.DocumentStartEvent:
                 doc = Document(self.path, len(self.documents), _where(self.path, event))
-                key_marks, value_marks = doc.key_marks, doc.value_marks
+                key_marks, value_marks = {}, {}
             elif kind is yaml.DocumentEndEvent:
+                doc.key_locations, doc.value_locations = self._located(key_marks), self._located(value_marks)
                 self.documents.append(doc)
             elif kind is yaml.AliasEvent:
                 raise _abort(self.path, event, "E103", "YAML aliases are not allowed", "write the value out in full")
             elif kind is yaml.StreamEndEvent:
                 return
 
-    def _odd_key(self, doc: Document, event: Any, key: Any, mapping: dict[str, Any], base: Path_) -> str:
+    def _located(self, marks: dict[Path_, Any]) -> dict[Path_, Location]:
+        path = self.path
+        return {where: Location(path, mark.line + 1, mark.column + 1) for where, mark in marks.items()}
+
+    def _odd_key(self, key_marks: dict[Path_, Any], event: Any, key: Any, mapping: dict[str, Any], base: Path_) -> str:
         """A key that is not a fresh string: typed scalars become their text; duplicates are reported."""
         if type(key) is not str:
             key = str(key)
         if key in mapping:
-            first = doc.key_marks.get((*base, key))
+            first = key_marks.get((*base, key))
             where = f" (first at line {first.line + 1})" if first is not None else ""
             shown = "(a key-like name)" if find_key_like(key) else f"'{key[:64]}'"
             self.problems.append(Problem("E102", _where(self.path, event), f"duplicate key {shown}{where}",
@@ -248,7 +279,18 @@ class _Reader:
 
 
 def parse_documents(path: str, text: str) -> tuple[list[Document], list[Problem]]:
-    """All documents of one file, or the problems that stop it from being read."""
+    """All documents of one file, or the problems that stop it from being read. Files in the
+    plain block subset manifests are usually written in take the faster line reader."""
+    from expctl.manifest.yamlblock import read_block_document  # noqa: PLC0415 - it imports this module
+
+    fast = read_block_document(path, text)
+    if fast is not None:
+        return [fast], []
+    return read_events(path, text)
+
+
+def read_events(path: str, text: str) -> tuple[list[Document], list[Problem]]:
+    """`parse_documents` by the event reader alone: any YAML, every check."""
     reader = _Reader(path)
     try:
         reader.read(text)
