@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import yaml
+from bench.generate import experiment, manifest_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.generate import experiment, manifest_text
 from expctl.errors import Location
 from expctl.manifest.yamlblock import read_block_document
 from expctl.manifest.yamlread import Document, parse_documents, read_events
@@ -101,7 +101,8 @@ DECLINED = [
     "a: b\n  c\n", "a: 'x\n  y'\n", "a: \"x\\ty\"\n", "a:\tb\n", "a: 1\r\nb: 2\r\n", "a: 1\nb:\n", "a:\nb: 1\n",
     "a: 1\na: 2\n", "on: 1\n", "\"q\": 1\n", "? a\n: b\n", "a: b: c\n", "a: {b: 1, b: 2}\n", "a: {b: 1,}\n",
     "a: [1 2]\n", "a: {b:1}\n", "a: {url: http://x}\n", "a: [\n  1]\n", "  a: 1\n", "- a\n", "a:\n  - - x\n",
-    "a: 'it''s'\n", "<<: {b: 1}\n", "a: b\x85c\n", "a: \ufeffb\n", "a: [1] x\n", "b: [x#y]\n", "a: -\n", "a: 1\n b: 2\n",
+    "a: 'it''s'\n", "<<: {b: 1}\n", "a: b\x85c\n", "a: \ufeffb\n", "a: [1] x\n", "b: [x#y]\n", "a: -\n",
+    "a: 1\n b: 2\n",
 ]
 
 
@@ -128,7 +129,7 @@ def test_agrees_on_dumped_trees(tree: dict[str, Any], flow: bool | None, indent:
 
 # Characters that change what YAML means; mutations of real manifests with them must never make
 # the two readers disagree.
-SIGNIFICANT = list(" \n:-#'\"{}[],&*!|>?%@`~\t\\.0a") + [": ", "- ", " #", "  ", "\n  ", "\n- ", "{}", "[]"]
+SIGNIFICANT = [*list(" \n:-#'\"{}[],&*!|>?%@`~\t\\.0a"), ": ", "- ", " #", "  ", "\n  ", "\n- ", "{}", "[]"]
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])

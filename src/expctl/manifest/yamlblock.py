@@ -16,8 +16,8 @@ alone costs more than this whole reader.
 
 from __future__ import annotations
 
-import re
 import json
+import re
 from typing import Any
 
 import yaml
@@ -59,7 +59,7 @@ _str_keys: dict[str, bool] = {}
 
 def _token_start(match: re.Match[str], group: int) -> int:
     """Where a flow token starts: a quoted scalar at its opening quote, as YAML marks it."""
-    return match.start(group) - (group == _DQ or group == _SQ)
+    return match.start(group) - (group in (_DQ, _SQ))
 
 
 class _Decline(Exception):
@@ -149,7 +149,7 @@ class _Reader:
         """A one-line value: quoted, plain, or a flow collection; the line must end after it."""
         self.value_locations[path] = _new(Location, (self.path, number + 1, column + 1))
         first = rest[0]
-        if first == "{" or first == "[":
+        if first in {"{", "["}:
             return self.flow_collection(rest, first, number, column, path, depth)
         if first == '"':
             match = _DOUBLE.match(rest)
@@ -196,8 +196,8 @@ class _Reader:
                                                          offset + _token_start(match, group) + 1))  # type: ignore[arg-type]
         if group == _WORD:
             return _typed_plain(match.group(_WORD)), match.end()
-        if group == _DQ or group == _SQ:
-            return match.group(group), match.end()  # type: ignore[arg-type]
+        if group in (_DQ, _SQ):
+            return match.group(group), match.end()
         if group != _PUNCT or depth >= _DEPTH_LIMIT:
             raise _Decline
         opener = match.group(_PUNCT)
@@ -218,7 +218,7 @@ class _Reader:
                 raise _Decline
             group = match.lastindex
             key = match.group(group)  # type: ignore[arg-type]
-            if group == _PUNCT or group == _COLON or key in mapping or (group == _WORD and not _is_str_key(key)):
+            if group in (_PUNCT, _COLON) or key in mapping or (group == _WORD and not _is_str_key(key)):
                 raise _Decline
             here = (*path, key)
             if self.record:
@@ -226,7 +226,8 @@ class _Reader:
                                                            offset + _token_start(match, group) + 1))  # type: ignore[arg-type]
             colon = _FLOW.match(text, match.end())
             # After a plain key YAML wants ': ' (a:1 is one plain word); after a quoted one, ':' will do.
-            if colon is None or colon.lastindex != _COLON or (group == _WORD and text[colon.end():colon.end() + 1] != " "):
+            if colon is None or colon.lastindex != _COLON or (
+                    group == _WORD and text[colon.end():colon.end() + 1] != " "):
                 raise _Decline
             mapping[key], pos = self.flow(text, colon.end(), number, offset, here, depth)
             after = _FLOW.match(text, pos)
@@ -256,7 +257,7 @@ class _Reader:
                 raise _Decline
             pos = after.end()
 
-    def lines(self, text: str) -> tuple[dict[str, Any], int]:  # noqa: PLR0912, PLR0915 - one flat loop is the fast path
+    def lines(self, text: str) -> tuple[dict[str, Any], int]:  # noqa: PLR0915 - one flat loop is the fast path
         """The document's root mapping and the line it starts on.
 
         The innermost open block collection lives in local variables (`top`, its `path`, the
@@ -322,12 +323,12 @@ class _Reader:
                 top, path, indent_of_top, is_map = item, item_path, column, True
             elif not is_map:
                 raise _Decline
-            if key in top or not _is_str_key(key):  # type: ignore[arg-type]  # key is set here
+            if key in top or not _is_str_key(key):  # key is set here
                 raise _Decline  # a duplicate, or a key YAML reads as a boolean or null
             here = (*path, key)
             key_locations[here] = _new(Location, (file, number + 1, column + 1))
             if not rest or rest[0] == "#":
-                pending = (key, here, column)  # type: ignore[assignment]
+                pending = (key, here, column)
                 continue
             top[key] = self.scalar(rest, number, len(line) - len(rest), here, len(stack))
         if start < 0 or pending is not None:
