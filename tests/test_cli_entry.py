@@ -1,8 +1,9 @@
-"""The process entry point skips interpreter teardown, but still runs exit handlers, flushes the
-output and exits with the command's code."""
+"""The process entry point: commands are imported when they run, and the process skips interpreter
+teardown but still runs exit handlers, flushes the output and exits with the command's code."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import textwrap
@@ -49,3 +50,27 @@ def test_a_closed_stdout_is_an_error(tmp_path: Path) -> None:
     run = _entry(tmp_path, "schema", before="sys.stdout = open(sys.stdout.fileno(), 'w', buffering=1 << 20); "
                                            "import os; os.close(1)")
     assert run.returncode == 1
+
+
+def test_every_command_is_listed_with_its_module() -> None:
+    import click
+
+    from expctl.cli import COMMAND_MODULES, cli
+
+    group = click.Group()
+    for module in set(COMMAND_MODULES.values()):
+        importlib.import_module(f"expctl.cli.{module}").register(group)
+    assert sorted(group.commands) == sorted(COMMAND_MODULES)
+    assert all(cli.get_command(click.Context(cli), name) is not None for name in COMMAND_MODULES)
+
+
+def test_plan_and_reconcile_start_without_the_database_and_redis_modules() -> None:
+    # They are imported while forked workers read the manifests (cmd_plan), not before.
+    script = textwrap.dedent("""
+        import sys
+        from expctl.cli import cli
+        cli.get_command(None, "reconcile")
+        print(sorted(m for m in ("sqlalchemy", "psycopg", "redis", "expctl.service") if m in sys.modules))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert run.stdout.strip() == "[]"

@@ -9,7 +9,8 @@ import pytest
 from expctl.render.json_plan import render_json
 from expctl.render.markdown import render_markdown
 from expctl.render.text import render_text
-from expctl.service import Settings, make_plan
+from expctl.service import make_plan
+from expctl.settings import Settings
 from expctl.store.db import connect, init_schema
 from tests.golden import CASES_DIR, TEST_BYOK_KEY_B64, case_names, load_case, seed, summarise
 

@@ -71,6 +71,22 @@ def test_results_come_back_in_order(count: int, workers: int, min_chunk: int) ->
     assert len(chunks) == (1 if processes == 1 else min(count, processes * parallel.SLICES_PER_WORKER))
 
 
+def test_meanwhile_runs_once_here_while_the_children_take_slices() -> None:
+    ran: list[int] = []
+
+    def meanwhile() -> None:
+        ran.append(os.getpid())
+        time.sleep(0.5)  # the child takes every slice it can meanwhile
+
+    chunks = parallel.map_chunks(_where_and_handlers, list(range(16)), workers=2, min_chunk=1, meanwhile=meanwhile)
+    assert ran == [PARENT]
+    pids = [pid for pid, _, _ in chunks]
+    assert pids.count(PARENT) < len(pids) // 2  # the parent joined late, so it took fewer than half
+    serial: list[int] = []
+    parallel.map_chunks(_squares, [1, 2], workers=1, min_chunk=1, meanwhile=lambda: serial.append(1))
+    assert serial == [1]
+
+
 @pytest.mark.parametrize("func", [_fails_in_child, _killed_in_child, _unpicklable_in_child],
                          ids=["raises", "killed", "unpicklable"])
 def test_a_failed_child_is_done_by_the_parent(func: Callable[[Sequence[int]], list[int]], tmp_path: Path,

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from expctl.errors import ConnectionFailed
+from expctl.settings import DEFAULT_REDIS_PREFIX as DEFAULT_PREFIX
 
-DEFAULT_PREFIX = "ai-gateway.model-experiments:"
 SOCKET_TIMEOUT_S = 5.0
 
 

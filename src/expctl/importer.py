@@ -28,7 +28,7 @@ from expctl.manifest import rules
 from expctl.manifest.load import discover, load_document, load_file, rule_subject
 from expctl.manifest.model import API_VERSION, KIND, SCHEMA_URL_COMMENT, Upstream
 from expctl.manifest.yamlread import parse_documents
-from expctl.service import Settings
+from expctl.settings import Settings
 from expctl.state import ActualExperiment, ActualState, ActualVariant, DesiredExperiment, canonical_json
 from expctl.store import audit
 from expctl.store.db import connect, missing_tables, read_only, take_apply_lock

@@ -149,11 +149,18 @@ def _fork_workers(func: Callable[[Sequence[T]], R], slices: Sequence[Sequence[T]
 
 
 def map_chunks(func: Callable[[Sequence[T]], R], items: Sequence[T], *, workers: int,
-               min_chunk: int) -> list[R]:
+               min_chunk: int, meanwhile: Callable[[], object] | None = None) -> list[R]:
     """`[func(s) for s in slices]` for contiguous slices of `items`, shared among up to `workers`
-    processes, each of which gets at least `min_chunk` items' worth of work."""
+    processes, each of which gets at least `min_chunk` items' worth of work.
+
+    `meanwhile` is work of this process's own that the slices do not need (e.g. importing the
+    modules that come next): it runs once the helpers are forked, and this process takes slices
+    after it, so the helpers take more of them.
+    """
     processes = max(1, min(workers, len(items) // max(1, min_chunk)))
     if processes == 1:
+        if meanwhile is not None:
+            meanwhile()
         return [func(items)]
     slices = split(items, min(255, len(items), processes * SLICES_PER_WORKER))
     queue, tokens = os.pipe()
@@ -162,6 +169,8 @@ def map_chunks(func: Callable[[Sequence[T]], R], items: Sequence[T], *, workers:
     children: list[_Child] = []
     try:
         children = _fork_workers(func, slices, processes - 1, queue)
+        if meanwhile is not None:
+            meanwhile()
         mine: dict[int, R] = {}
         while (index := _take(queue)) is not None:
             mine[index] = func(slices[index])

@@ -6,30 +6,27 @@ and applies in one transaction; Redis is refreshed only after the commit.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from expctl import crypto
-from expctl.cache import Cache
 from expctl.errors import (
     CacheRefreshFailed,
     ConflictError,
     ConnectionFailed,
     ExpctlError,
     LockTimeout,
-    ManifestError,
     RefusedError,
     StalePlanError,
 )
-from expctl.manifest.load import load_directory
+from expctl.manifest.load import load_desired
 from expctl.plan import Plan
 from expctl.planner import build_plan, match_variants
-from expctl.secrets import DefaultResolver, SecretResolver
+from expctl.secrets import SecretResolver
+from expctl.settings import Settings
 from expctl.state import ActualState, DesiredExperiment, KeyComparison
 from expctl.store import audit
 from expctl.store.applier import ApplyContext, changed_public_ids, execute
@@ -44,34 +41,6 @@ from expctl.store.db import (
 )
 from expctl.store.outbox import drain_cache_invalidations, pending_cache_invalidations, queue_cache_invalidations
 from expctl.store.reader import read_state, routed_membership
-
-
-@dataclass
-class Settings:
-    manifest_dir: Path
-    database_url: str
-    redis_urls: Sequence[str] = ()
-    redis_prefix: str = "ai-gateway.model-experiments:"
-    # Not in the repr: the environment holds the secrets and the BYOK key (as DefaultResolver's repr).
-    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
-    base_dir: Path = field(default_factory=Path.cwd)
-    lock_timeout_s: float = 60.0
-
-    def resolver(self) -> SecretResolver:
-        return DefaultResolver(self.env, self.base_dir)
-
-    def byok_key(self) -> bytes | None:
-        return crypto.load_byok_key(self.env)
-
-    def cache(self) -> Cache:
-        return Cache(self.redis_urls, self.redis_prefix)
-
-
-def load_desired(directory: Path) -> tuple[DesiredExperiment, ...]:
-    result = load_directory(directory)
-    if result.problems:
-        raise ManifestError(list(result.problems))
-    return result.experiments
 
 
 def key_checks(
@@ -108,8 +77,10 @@ def key_checks(
     return checks
 
 
-def make_plan(settings: Settings, prune: bool = False) -> Plan:
-    desired = load_desired(settings.manifest_dir)
+def make_plan(settings: Settings, prune: bool = False, desired: Sequence[DesiredExperiment] | None = None) -> Plan:
+    """The plan for the manifests (`desired`, when the caller loaded them already) against the state."""
+    if desired is None:
+        desired = load_desired(settings.manifest_dir)
     membership, ok = settings.cache().read_membership()
     with read_only(settings.database_url) as conn:
         require_schema(conn)
@@ -143,10 +114,11 @@ Confirm = Callable[[Plan], bool]
 
 def apply(
     settings: Settings, *, prune: bool, confirm: Confirm, saved: Mapping[str, object] | None = None,
-    command: str = "apply",
+    command: str = "apply", desired: Sequence[DesiredExperiment] | None = None,
 ) -> ApplyOutcome:
     """Locks, re-reads, re-plans, checks a saved plan for staleness, applies, commits, refreshes Redis."""
-    desired = load_desired(settings.manifest_dir)
+    if desired is None:
+        desired = load_desired(settings.manifest_dir)
     try:
         plan = _apply_locked(settings, desired, prune, confirm, saved, command)
     except PlanRefused as refused:
@@ -164,7 +136,7 @@ def apply(
 
 
 def _apply_locked(
-    settings: Settings, desired: tuple[DesiredExperiment, ...], prune: bool, confirm: Confirm,
+    settings: Settings, desired: Sequence[DesiredExperiment], prune: bool, confirm: Confirm,
     saved: Mapping[str, object] | None, command: str,
 ) -> Plan:
     resolver, byok_key = settings.resolver(), settings.byok_key()

@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 from expctl.bucketing import Subject, WeightedVariant, bucket, pick_variant
 from expctl.errors import ExpctlError
+from expctl.manifest.load import load_desired
 from expctl.planner import match_variants
-from expctl.service import Settings, load_desired
+from expctl.settings import Settings
 from expctl.state import ROUTED_STATUSES, ActualExperiment, ActualState, DesiredExperiment
 from expctl.store.db import read_only
 from expctl.store.reader import read_state

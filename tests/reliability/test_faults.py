@@ -23,6 +23,7 @@ import expctl.cli.cmd_plan
 import expctl.service
 from expctl.plan import Plan
 from expctl.servers import PostgresServer, RedisEndpoint, RedisServer, ServerError, free_port
+from expctl.settings import Settings
 from expctl.store.db import APPLY_LOCK_KEY
 from tests.reliability.helpers import (
     FakeRedis,
@@ -152,7 +153,7 @@ def test_postgres_lost_right_after_the_commit_exits_3(rws: Workspace, restartabl
     rws.write(*manifests())
     real = expctl.service.refresh_cache
 
-    def stop_then_refresh(settings: expctl.service.Settings, extra_ids: Any = ()) -> None:
+    def stop_then_refresh(settings: Settings, extra_ids: Any = ()) -> None:
         restartable.stop()
         real(settings, extra_ids)
 

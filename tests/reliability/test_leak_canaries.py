@@ -21,7 +21,7 @@ import pytest
 
 from expctl.cli import run
 from expctl.crypto import encrypt_api_key
-from expctl.service import Settings
+from expctl.settings import Settings
 from tests.reliability.helpers import (
     BYOK,
     child_env,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import importlib
 import os
 import sys
 import traceback
@@ -32,7 +33,31 @@ Exit codes:
 """
 
 
+class _LazyGroup(click.Group):
+    """Imports a command's module only when that command runs (or help lists them all): `plan`
+    should not wait for `import`'s or `simulate`'s dependencies, and `reconcile` imports its
+    database side while manifests are being read (see `cmd_plan`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            module = importlib.import_module(f"expctl.cli.{COMMAND_MODULES[cmd_name]}")
+            module.register(self)
+        return self.commands.get(cmd_name)
+
+
+# Every command and the module that defines it (tests/test_cli_exit.py checks the list is complete).
+COMMAND_MODULES = {
+    "validate": "cmd_validate", "schema": "cmd_validate", "plan": "cmd_plan", "apply": "cmd_plan",
+    "reconcile": "cmd_plan", "db": "cmd_db", "cache": "cmd_cache", "history": "cmd_history",
+    "import": "cmd_import", "simulate": "cmd_simulate",
+}
+
+
 @click.group(
+    cls=_LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXIT_CODES_HELP,
 )
@@ -53,13 +78,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    if cli.commands:
-        return
-    # Imported here: the command modules import `expctl.cli.options`, which would be circular at the top.
-    from expctl.cli import cmd_cache, cmd_db, cmd_history, cmd_import, cmd_plan, cmd_simulate, cmd_validate  # noqa: PLC0415
-
-    for module in (cmd_validate, cmd_plan, cmd_db, cmd_cache, cmd_history, cmd_import, cmd_simulate):
-        module.register(cli)
+    """Registers every command now (for callers that inspect `cli.commands`)."""
+    for name in COMMAND_MODULES:
+        cli.get_command(click.Context(cli), name)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,7 +110,6 @@ def _exit(code: int) -> NoReturn:
 
 
 def run(argv: list[str] | None, debug: bool = False) -> int:
-    _register()
     try:
         result: Any = cli.main(args=argv, prog_name="expctl", standalone_mode=False)
     except click.exceptions.Exit as done:

@@ -8,7 +8,8 @@ import click
 
 from expctl.cli.options import connection_options, open_settings
 from expctl.errors import ConfigError, ExitCode
-from expctl.service import Settings, refresh_cache
+from expctl.service import refresh_cache
+from expctl.settings import Settings
 from expctl.store.db import read_only
 from expctl.store.reader import routed_membership
 

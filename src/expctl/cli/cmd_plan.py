@@ -1,11 +1,17 @@
-"""`expctl plan`, `expctl apply` and `expctl reconcile`."""
+"""`expctl plan`, `expctl apply` and `expctl reconcile`.
+
+The database and Redis side (`expctl.service` and what it imports: SQLAlchemy, psycopg, redis) is
+imported by this process while forked workers already read the manifests, which do not need it.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import click
@@ -13,10 +19,12 @@ import click
 from expctl import parallel
 from expctl.cli.options import connection_options, dir_option, open_settings
 from expctl.errors import ConfigError, ExitCode, StalePlanError
+from expctl.manifest.load import load_desired
 from expctl.plan import Plan
 from expctl.render.github_plan import render_github
 from expctl.render.plan_renderers import PLAN_RENDERERS
-from expctl.service import PlanRefused, Settings, apply, make_plan
+from expctl.settings import Settings
+from expctl.state import DesiredExperiment
 
 PLAN_FORMATS = ("text", "markdown", "json", "github")
 
@@ -29,6 +37,21 @@ def _write_atomic(path: Path, content: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(content, encoding="utf-8")
     tmp.replace(path)
+
+
+def _service() -> ModuleType:
+    return importlib.import_module("expctl.service")
+
+
+def _load(settings: Settings) -> tuple[DesiredExperiment, ...]:
+    """The validated manifests; this process imports the service layer while workers read them."""
+    return load_desired(settings.manifest_dir, meanwhile=_service)
+
+
+def _make_plan(settings: Settings, prune: bool) -> Plan:
+    desired = _load(settings)
+    plan: Plan = _service().make_plan(settings, prune=prune, desired=desired)
+    return plan
 
 
 def _render(plan: Plan, fmt: str) -> str:
@@ -58,7 +81,7 @@ def plan_command(manifest_dir: Path, fmt: str, out: Path | None, detailed_exitco
       expctl plan --out plan.json --detailed-exitcode
     """
     with open_settings(manifest_dir, **conn) as settings:
-        plan = make_plan(settings, prune=prune)
+        plan = _make_plan(settings, prune)
     if out is not None:
         _write_atomic(out, PLAN_RENDERERS["json"](plan.to_record(), False))
     click.echo(_render(plan, fmt), nl=False)
@@ -122,10 +145,13 @@ def _check_cache_targets(settings: Settings, skip_cache: bool) -> Settings:
 
 def _run_apply(settings: Settings, prune: bool, auto_approve: bool, saved: dict[str, Any] | None,
                command: str) -> int:
+    desired = _load(settings)
+    service = _service()
     printer = _PlanPrinter(auto_approve)
     try:
-        outcome = apply(settings, prune=prune, confirm=printer.confirm, saved=saved, command=command)
-    except PlanRefused as refused:
+        outcome = service.apply(settings, prune=prune, confirm=printer.confirm, saved=saved, command=command,
+                                desired=desired)
+    except service.PlanRefused as refused:
         click.echo(_render(refused.plan, "text"), nl=False)
         raise
     finally:
@@ -201,7 +227,7 @@ def reconcile_command(manifest_dir: Path, dry_run: bool, auto_approve: bool, pru
     """
     if dry_run:
         with open_settings(manifest_dir, **conn) as settings:
-            plan = make_plan(settings, prune=prune)
+            plan = _make_plan(settings, prune)
         click.echo(_render(plan, "text"), nl=False)
         return int(ExitCode.ERROR if plan.refused else ExitCode.OK)
     _check_approval_possible(auto_approve)

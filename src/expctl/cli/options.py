@@ -14,9 +14,8 @@ from typing import Any, TypeVar
 
 import click
 
-from expctl.cache import DEFAULT_PREFIX
 from expctl.errors import ConfigError
-from expctl.service import Settings
+from expctl.settings import DEFAULT_REDIS_PREFIX, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,7 +43,7 @@ def connection_options(func: F) -> F:
         click.option("--redis-url", "redis_urls", multiple=True, callback=_split_redis_urls, metavar="URL",
                      expose_value=True,
                      help="Redis URL; repeat for several regions (env REDIS_URL, comma-separated)."),
-        click.option("--redis-prefix", envvar="EXPCTL_REDIS_PREFIX", default=DEFAULT_PREFIX, show_default=True,
+        click.option("--redis-prefix", envvar="EXPCTL_REDIS_PREFIX", default=DEFAULT_REDIS_PREFIX, show_default=True,
                      help="Key prefix of the gateway's Redis keys."),
         click.option("--local", "use_local", is_flag=True,
                      help="Use the embedded local PostgreSQL and Redis under .expctl/ (needed under CI=true)."),

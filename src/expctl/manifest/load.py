@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from expctl import parallel
-from expctl.errors import Location, Problem
+from expctl.errors import Location, ManifestError, Problem
 from expctl.manifest import rules
 from expctl.manifest.model import FromEnv, Manifest
 from expctl.manifest.pydantic_problems import problems_from_validation
@@ -186,15 +186,16 @@ def _load_files(paths: Sequence[Path]) -> _Loaded:
     return loaded
 
 
-def load_directory(directory: Path, workers: int | None = None,
-                   files_per_worker: int = MIN_FILES_PER_WORKER) -> LoadResult:
+def load_directory(directory: Path, workers: int | None = None, files_per_worker: int = MIN_FILES_PER_WORKER,
+                   meanwhile: Callable[[], object] | None = None) -> LoadResult:
     """Every manifest under `directory`, validated; the files are shared among up to `workers`
-    processes (default: one per usable core), each taking at least `files_per_worker`."""
+    processes (default: one per usable core), each taking at least `files_per_worker`. This
+    process runs `meanwhile` (if given) while the others start reading."""
     files, problems = discover(directory)
     experiments: list[DesiredExperiment] = []
     subjects: list[rules.RuleSubject] = []
     for loaded in parallel.map_chunks(_load_files, files, workers=workers or parallel.worker_count(),
-                                      min_chunk=files_per_worker):
+                                      min_chunk=files_per_worker, meanwhile=meanwhile):
         experiments.extend(loaded.experiments)
         problems.extend(loaded.problems)
         subjects.extend(loaded.subjects)
@@ -204,6 +205,14 @@ def load_directory(directory: Path, workers: int | None = None,
         problems.extend(cross)
     return LoadResult(tuple(experiments), tuple(sorted(problems, key=Problem.sort_key)),
                       tuple(str(f) for f in files))
+
+
+def load_desired(directory: Path, meanwhile: Callable[[], object] | None = None) -> tuple[DesiredExperiment, ...]:
+    """`load_directory`'s experiments; any problem raises `ManifestError` with all of them."""
+    result = load_directory(directory, meanwhile=meanwhile)
+    if result.problems:
+        raise ManifestError(list(result.problems))
+    return result.experiments
 
 
 def load_file(path: Path) -> tuple[list[DesiredExperiment], list[Document], list[Problem]]:
