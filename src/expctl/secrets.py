@@ -83,9 +83,11 @@ class DefaultResolver:
         return f"DefaultResolver(base_dir={str(self.base_dir)!r})"
 
     def resolve(self, ref: SecretRef) -> str | None:
-        if ref not in self._cache:
-            self._cache[ref] = self._resolve_env(ref.name) if ref.kind == "env" else self._read_file(ref)
-        return self._cache[ref]
+        try:
+            return self._cache[ref]  # thousands of variants share a few secrets
+        except KeyError:
+            value = self._cache[ref] = self._resolve_env(ref.name) if ref.kind == "env" else self._read_file(ref)
+            return value
 
     def path_of(self, ref: SecretRef) -> Path:
         """The file a `file` reference points at (before following symlinks)."""

@@ -16,9 +16,9 @@ carry `WHERE id = … AND status = <expected>` and the apply aborts when a row c
 from __future__ import annotations
 
 import operator
-import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.selectable import TableValuedAlias
 
-from expctl.crypto import encrypt_api_key
+from expctl.crypto import encrypt_api_key, random_bytes
 from expctl.errors import ConfigError, ConflictError, SecretError
 from expctl.plan import ChangeKind, ExperimentPlan, Plan
 from expctl.planner import match_variants
@@ -71,7 +71,8 @@ class _Batch:
     removed_variants: list[str] = field(default_factory=list)
     new_variants: list[dict[str, Any]] = field(default_factory=list)
     reweights: list[dict[str, Any]] = field(default_factory=list)
-    new_versions: list[dict[str, Any]] = field(default_factory=list)
+    # (experiment name, variant, variant id) of each version to write: `version_rows` builds them.
+    new_versions: list[tuple[str, DesiredVariant, str]] = field(default_factory=list)
     activations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
 
@@ -91,11 +92,12 @@ _VARIANT_DIGIT = {f"{n:x}": f"{8 + (n & 3):x}" for n in range(16)}
 def new_id() -> str:
     """A random UUID (version 4) as text, the same as `str(uuid.uuid4())` without building the
     UUID object: an apply creating 10,000 experiments needs 50,000 of them."""
-    h = os.urandom(16).hex()
+    h = random_bytes(16).hex()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
-def _encrypted(ctx: ApplyContext, experiment: str, variant: DesiredVariant) -> dict[str, str]:
+def _secret(ctx: ApplyContext, experiment: str, variant: DesiredVariant) -> tuple[bytes, str]:
+    """The BYOK key and the variant's secret, or why a new version cannot be written."""
     if ctx.byok_key is None:
         raise ConfigError("BYOK_ENCRYPTION_KEY is required to write api keys (new variants, hot-swaps, rotations)")
     secret = ctx.resolver.resolve(variant.api_key)
@@ -104,14 +106,23 @@ def _encrypted(ctx: ApplyContext, experiment: str, variant: DesiredVariant) -> d
             f"secret {variant.api_key.describe()} for {experiment}/{variant.label} is not available: "
             "set it (environment variable or file) and re-run"
         )
-    return encrypt_api_key(ctx.byok_key, secret)
+    return ctx.byok_key, secret
 
 
-def _version_row(ctx: ApplyContext, experiment: str, variant: DesiredVariant, variant_id: str) -> dict[str, Any]:
-    return {
-        "id": new_id(), "variant_id": variant_id, "upstream": dict(variant.upstream),
-        "encrypted_api_key": _encrypted(ctx, experiment, variant), "created_by": ctx.actor or VERSION_CREATED_BY,
-    }
+def _new_version(batch: _Batch, ctx: ApplyContext, experiment: str, variant: DesiredVariant, variant_id: str) -> None:
+    _secret(ctx, experiment, variant)  # a missing key or secret stops the apply before any write
+    batch.new_versions.append((experiment, variant, variant_id))
+
+
+def version_rows(ctx: ApplyContext, versions: Sequence[tuple[str, DesiredVariant, str]]) -> list[dict[str, Any]]:
+    """The rows of new versions, keys encrypted with fresh nonces; JSON columns as text, as COPY takes them."""
+    created_by = ctx.actor or VERSION_CREATED_BY
+    rows = []
+    for experiment, variant, variant_id in versions:
+        encrypted = encrypt_api_key(*_secret(ctx, experiment, variant))
+        rows.append({"id": new_id(), "variant_id": variant_id, "upstream": canonical_json(variant.upstream),
+                     "encrypted_api_key": canonical_json(encrypted), "created_by": created_by})
+    return rows
 
 
 def _collect_create(batch: _Batch, ctx: ApplyContext, d: DesiredExperiment) -> None:
@@ -125,7 +136,7 @@ def _collect_create(batch: _Batch, ctx: ApplyContext, d: DesiredExperiment) -> N
         variant_id = new_id()
         batch.new_variants.append({"id": variant_id, "experiment_id": experiment_id, "label": variant.label,
                                    "weight": variant.weight})
-        batch.new_versions.append(_version_row(ctx, d.name, variant, variant_id))
+        _new_version(batch, ctx, d.name, variant, variant_id)
     if d.status == "active":
         batch.activations["draft"].append(experiment_id)
 
@@ -161,14 +172,14 @@ def _collect_variants(batch: _Batch, ctx: ApplyContext, plan: ExperimentPlan, d:
             variant_id = new_id()
             batch.new_variants.append({"id": variant_id, "experiment_id": a.id, "label": variant.label,
                                        "weight": variant.weight})
-            batch.new_versions.append(_version_row(ctx, d.name, variant, variant_id))
+            _new_version(batch, ctx, d.name, variant, variant_id)
             continue
         if row.label != variant.label:
             batch.renames.append({"_id": row.id, "label": variant.label})
         if row.weight != variant.weight:
             batch.reweights.append({"_id": row.id, "weight": variant.weight})
         if variant.label in swapped:
-            batch.new_versions.append(_version_row(ctx, d.name, variant, row.id))
+            _new_version(batch, ctx, d.name, variant, row.id)
 
 
 def collect(plan: Plan, ctx: ApplyContext) -> _Batch:
@@ -241,11 +252,6 @@ def _rows(columns: Mapping[str, Column[Any]], rows: Sequence[Mapping[str, Any]])
         with_types=True)
 
 
-def _cell(value: Any) -> Any:
-    """A value as COPY takes it: JSON columns as their JSON text, the rest as they are."""
-    return canonical_json(value) if isinstance(value, (dict, list)) else value
-
-
 def _insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]],
             constants: Mapping[str, Any] | None = None) -> None:
     """Every row (plus the `constants` columns) in one `COPY … FROM STDIN`, PostgreSQL's bulk load:
@@ -264,9 +270,16 @@ def _insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]],
     assert raw is not None
     try:
         with raw.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                cells = values(row)
-                copy.write_row([*map(_cell, cells if len(columns) > 1 else (cells,)), *extra])
+            write = copy.write_row
+            if len(columns) == 1:
+                for row in rows:
+                    write((values(row), *extra))
+            elif extra:
+                for row in rows:
+                    write((*values(row), *extra))
+            else:
+                for row in map(values, rows):
+                    write(row)
     except psycopg.Error as err:
         raise DBAPIError.instance(statement.as_string(raw), None, err, psycopg.Error) from err
 
@@ -300,7 +313,7 @@ def _update_variants(conn: Connection, name: str, rows: Sequence[Mapping[str, An
     conn.execute(update(V).where(V.c.id == source.c["_id"]).values(**{name: source.c[name]}, updated_at=func.now()))
 
 
-def _structure(conn: Connection, batch: _Batch) -> None:
+def _structure(conn: Connection, batch: _Batch, versions: Future[list[dict[str, Any]]]) -> None:
     if batch.new_experiments:
         _insert(conn, E, batch.new_experiments)
         _insert(conn, expctl_binding, batch.new_bindings)
@@ -318,7 +331,7 @@ def _structure(conn: Connection, batch: _Batch) -> None:
     if batch.new_versions:
         # clock_timestamp(), not now(): a run that waited for the lock must still write the newest version.
         now = conn.execute(select(func.clock_timestamp())).scalar_one()
-        _insert(conn, versions_table, batch.new_versions, {"effective_at": now})
+        _insert(conn, versions_table, versions.result(), {"effective_at": now})
 
 
 def _activate(conn: Connection, batch: _Batch) -> None:
@@ -333,10 +346,14 @@ def _activate(conn: Connection, batch: _Batch) -> None:
 def execute(conn: Connection, plan: Plan, ctx: ApplyContext) -> None:
     """Runs every step inside the caller's transaction; the caller commits or rolls back."""
     batch = collect(plan, ctx)
-    _lock_touched(conn, plan, ctx)
-    _leave_routing(conn, batch)
-    _fields(conn, batch)
-    _structure(conn, batch)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="expctl-versions") as pool:
+        # Encrypting keys and building version rows is pure work on data nothing else changes: a
+        # thread does it while this one waits for PostgreSQL to take the earlier steps' rows.
+        versions = pool.submit(version_rows, ctx, batch.new_versions)
+        _lock_touched(conn, plan, ctx)
+        _leave_routing(conn, batch)
+        _fields(conn, batch)
+        _structure(conn, batch, versions)
     _activate(conn, batch)
 
 
