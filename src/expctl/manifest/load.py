@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from expctl import parallel
 from expctl.errors import Location, ManifestError, Problem
-from expctl.manifest import rules
+from expctl.manifest import rules, wire
 from expctl.manifest.model import FromEnv, Manifest
 from expctl.manifest.pydantic_problems import problems_from_validation
 from expctl.manifest.secretscan import find_key_like, text_may_hold_keys
@@ -169,11 +169,22 @@ MIN_FILES_PER_WORKER = 250
 
 @dataclass(frozen=True)
 class _Loaded:
-    """What loading some files yields: picklable, so a forked worker can send it back."""
+    """What loading some files yields: picklable, so a forked worker can send it back (pickled
+    through `wire`'s flat form, several times faster than the objects themselves)."""
 
     experiments: list[DesiredExperiment]
     subjects: list[rules.RuleSubject]
     problems: list[Problem]
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        flat = wire.encode(self.experiments, self.subjects)
+        if flat is None:
+            return _Loaded, (self.experiments, self.subjects, self.problems)
+        return _unflatten, (flat, self.problems)
+
+
+def _unflatten(flat: bytes, problems: list[Problem]) -> _Loaded:
+    return _Loaded(*wire.decode(flat), problems)
 
 
 def _load_files(paths: Sequence[Path]) -> _Loaded:
