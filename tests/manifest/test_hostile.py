@@ -8,6 +8,7 @@ code, the path of the file). Sizes and timings of pathological but legal files a
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -215,3 +216,22 @@ def test_floats_are_kept_exactly(tmp_path: Path) -> None:
                 "      internal_id: partner-checkpoint-rc1\n      extra_body: {t: 0.1, e: 1.0e+300, m: -0.0}\n")
     body = load_one(tmp_path, text).experiments[0].variants[0].upstream["extra_body"]
     assert body["t"] == 0.1 and body["e"] == 1e300 and math.copysign(1, body["m"]) == -1
+
+
+@pytest.mark.parametrize("extra", [100_000, MAX_FILE_BYTES])
+def test_a_file_longer_than_its_fstat_size_is_read_whole_or_refused(tmp_path: Path, extra: int,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if the file grew between fstat and read: the reader must not stop at the size it was told.
+    text = BASE + "# " + "x" * extra + "\n"
+    real_fstat = os.fstat
+
+    def stale_fstat(fd: int) -> os.stat_result:
+        info = real_fstat(fd)
+        return os.stat_result((info.st_mode, 0, 0, 0, 0, 0, 10, 0, 0, 0))
+
+    monkeypatch.setattr(os, "fstat", stale_fstat)
+    result = load_one(tmp_path, text)
+    if len(text.encode()) <= MAX_FILE_BYTES:
+        assert_clean(result)
+    else:
+        assert [p.code for p in result.problems] == ["E107"]
