@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import string
 from collections import Counter
 
 # A prefix only counts at the start of a word: "task-router-2024" holds "sk-" but is no key.
@@ -37,8 +38,13 @@ _ANY_KNOWN_KEY = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern in 
 # checked before the full patterns (whose look-behinds make a whole-file search slow).
 _KNOWN_KEY_HINT = re.compile(r"sk-|AIza|gh[pousr]_|github_pat_|xox[abposr]-|AKIA|ASIA|hf_|glpat-|PRIVATE KEY")
 
+_TOKEN_CHARACTERS = string.ascii_letters + string.digits + "+/=_-"
 _TOKEN_SPLIT = re.compile(r"[^A-Za-z0-9+/=_\-]+")
 MIN_TOKEN_LENGTH = 32
+# Every ASCII character as "a" if it can be part of a token, else as a space (other characters
+# stay as they are, and are not "a"): a long token shows as a long run of "a".
+_TOKEN_RUNS = str.maketrans({chr(i): "a" if chr(i) in _TOKEN_CHARACTERS else " " for i in range(128)})
+_LONG_RUN = "a" * MIN_TOKEN_LENGTH
 MIN_ENTROPY_BITS = 4.2
 # Share of neighbouring letters/digits that switch class (upper, lower, digit). Random keys switch
 # about 62% of the time; names built from words and numbers ("Mixtral-8x22B-Instruct-20240112",
@@ -110,7 +116,7 @@ def text_may_hold_keys(text: str) -> bool:
         return True
     # Splitting on separators finds the same maximal runs a `[…]{32,}` search would, in one linear
     # pass instead of a match attempt at every position; most files have no long run at all.
-    tokens = _TOKEN_SPLIT.split(text)
-    if max(map(len, tokens)) < MIN_TOKEN_LENGTH:
+    # Most files have no long run of token characters at all; one C pass over the text says so.
+    if _LONG_RUN not in text.translate(_TOKEN_RUNS):
         return False
-    return any(len(token) >= MIN_TOKEN_LENGTH and _looks_high_entropy(token) for token in tokens)
+    return any(len(token) >= MIN_TOKEN_LENGTH and _looks_high_entropy(token) for token in _TOKEN_SPLIT.split(text))
