@@ -35,7 +35,7 @@ def rule_subject(doc: Document) -> rules.RuleSubject | None:
     data = doc.data
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         return None
-    locs = doc.field_locations((), ("name", "public_model_id", "status", "archived", "variants"), every=True)
+    locs = doc.field_locations((), _SUBJECT_FIELDS, every=True)
     variants = []
     for index, item in enumerate(data.get("variants") or []):
         if isinstance(item, dict) and isinstance(item.get("label"), str):
@@ -48,6 +48,20 @@ def rule_subject(doc: Document) -> rules.RuleSubject | None:
         name=data["name"], public_model_id=public_model_id if isinstance(public_model_id, str) else "",
         status=str(data.get("status", "draft")),
         archived=data.get("archived") is True, variants=tuple(variants), field_locations=locs)
+
+
+_SUBJECT_FIELDS = ("name", "public_model_id", "status", "archived", "variants")
+
+
+def desired_rule_subject(d: DesiredExperiment) -> rules.RuleSubject:
+    """`rule_subject` of the document `d` was read from, built from `d` alone: for a valid document
+    whose root mapping starts where the document does (where `rule_subject` places missing fields)."""
+    return rules.RuleSubject(
+        name=d.name, public_model_id=d.public_model_id, status=d.status, archived=d.archived,
+        variants=tuple(rules.RuleVariant(v.label, v.renamed_from, {
+            "label": v.field_locations["label"], "renamed_from": v.field_locations.get("renamed_from", v.location),
+        }) for v in d.variants),
+        field_locations={name: d.field_locations.get(name, d.location) for name in _SUBJECT_FIELDS})
 
 
 @dataclass(frozen=True)
@@ -177,7 +191,9 @@ class _Loaded:
     through `wire`'s flat form, several times faster than the objects themselves)."""
 
     experiments: list[DesiredExperiment]
-    subjects: list[rules.RuleSubject]
+    # In document order; an int stands for `desired_rule_subject(experiments[i])`, which the
+    # parent builds instead of receiving it.
+    subjects: list[rules.RuleSubject | int]
     problems: list[Problem]
 
     def __reduce__(self) -> str | tuple[Any, ...]:
@@ -194,10 +210,17 @@ def _unflatten(flat: bytes, problems: list[Problem]) -> _Loaded:
 def _load_files(paths: Sequence[Path]) -> _Loaded:
     loaded = _Loaded([], [], [])
     for path in paths:
-        found, documents, file_problems = load_file(path)
-        loaded.experiments.extend(found)
+        read, file_problems = _read_file(path)
         loaded.problems.extend(file_problems)
-        loaded.subjects.extend(s for s in map(rule_subject, documents) if s is not None)
+        for doc, experiment in read:
+            if experiment is not None:
+                loaded.experiments.append(experiment)
+                if doc.value_locations.get(()) == doc.start:
+                    loaded.subjects.append(len(loaded.experiments) - 1)
+                    continue
+            subject = rule_subject(doc)
+            if subject is not None:
+                loaded.subjects.append(subject)
     return loaded
 
 
@@ -211,9 +234,10 @@ def load_directory(directory: Path, workers: int | None = None, files_per_worker
     subjects: list[rules.RuleSubject] = []
     for loaded in parallel.map_chunks(_load_files, files, workers=workers or parallel.worker_count(),
                                       min_chunk=files_per_worker, meanwhile=meanwhile):
+        subjects.extend(desired_rule_subject(loaded.experiments[s]) if isinstance(s, int) else s
+                        for s in loaded.subjects)
         experiments.extend(loaded.experiments)
         problems.extend(loaded.problems)
-        subjects.extend(loaded.subjects)
     cross = rules.cross_manifest_problems(subjects)
     if cross:
         # A manifest set that breaks a cross-file rule is not applied at all.
@@ -231,18 +255,23 @@ def load_desired(directory: Path, meanwhile: Callable[[], object] | None = None)
 
 
 def load_file(path: Path) -> tuple[list[DesiredExperiment], list[Document], list[Problem]]:
+    read, problems = _read_file(path)
+    return [e for _, e in read if e is not None], [doc for doc, _ in read], problems
+
+
+def _read_file(path: Path) -> tuple[list[tuple[Document, DesiredExperiment | None]], list[Problem]]:
+    """Each document of the file with the experiment it validates into, and the file's problems."""
     text, problems = read_text(path)
     if text is None:
-        return [], [], problems
+        return [], problems
     scan = text_may_hold_keys(text)
     documents, problems = parse_documents(str(path), text)
-    experiments: list[DesiredExperiment] = []
+    read: list[tuple[Document, DesiredExperiment | None]] = []
     for doc in documents:
         experiment, doc_problems = load_document(doc, scan)
         problems.extend(doc_problems)
-        if experiment is not None:
-            experiments.append(experiment)
-    return experiments, documents, problems
+        read.append((doc, experiment))
+    return read, problems
 
 
 def load_document(doc: Document, scan: bool = True) -> tuple[DesiredExperiment | None, list[Problem]]:

@@ -4,6 +4,7 @@ Pickle spends most of its time on the twenty-odd `Location` named tuples of each
 Python-level reduce per object, about ten times the cost of a plain tuple). The same data as flat
 tuples of plain values goes through `marshal` (C code, with back-references for repeated
 strings such as the file path) in a fraction of that time, and the parent rebuilds the objects.
+A rule subject may travel as an int: the index of the experiment it is derived from.
 """
 
 from __future__ import annotations
@@ -51,19 +52,23 @@ def _experiment(flat: Flat) -> DesiredExperiment:
     )
 
 
-def _flat_subject(s: RuleSubject) -> Flat:
+def _flat_subject(s: RuleSubject | int) -> Flat | int:
+    if isinstance(s, int):
+        return s
     variants = tuple((v.label, v.renamed_from, _flat_locations(v.field_locations)) for v in s.variants)
     return s.name, s.public_model_id, s.status, s.archived, variants, _flat_locations(s.field_locations)
 
 
-def _subject(flat: Flat) -> RuleSubject:
+def _subject(flat: Flat | int) -> RuleSubject | int:
+    if isinstance(flat, int):
+        return flat
     name, public_model_id, status, archived, variants, locations = flat
     return RuleSubject(name, public_model_id, status, archived,
                        tuple(RuleVariant(label, renamed, _locations(where)) for label, renamed, where in variants),
                        _locations(locations))
 
 
-def encode(experiments: Sequence[DesiredExperiment], subjects: Sequence[RuleSubject]) -> bytes | None:
+def encode(experiments: Sequence[DesiredExperiment], subjects: Sequence[RuleSubject | int]) -> bytes | None:
     """The experiments and rule subjects as marshal bytes; None if some value is not plain data
     (then the caller pickles the objects as they are)."""
     try:
@@ -72,6 +77,6 @@ def encode(experiments: Sequence[DesiredExperiment], subjects: Sequence[RuleSubj
         return None
 
 
-def decode(data: bytes) -> tuple[list[DesiredExperiment], list[RuleSubject]]:
+def decode(data: bytes) -> tuple[list[DesiredExperiment], list[RuleSubject | int]]:
     experiments, subjects = marshal.loads(data)  # noqa: S302 - our own bytes, from our own forked child
     return list(map(_experiment, experiments)), list(map(_subject, subjects))
