@@ -40,6 +40,8 @@ def _write_atomic(path: Path, content: str) -> None:
 
 
 def _service() -> ModuleType:
+    """The service layer, and the Redis client it reaches through `Settings.cache()`."""
+    importlib.import_module("expctl.cache")
     return importlib.import_module("expctl.service")
 
 
