@@ -102,7 +102,7 @@ DECLINED = [
     "a: 1\na: 2\n", "on: 1\n", "\"q\": 1\n", "? a\n: b\n", "a: b: c\n", "a: {b: 1, b: 2}\n", "a: {b: 1,}\n",
     "a: [1 2]\n", "a: {b:1}\n", "a: {url: http://x}\n", "a: [\n  1]\n", "  a: 1\n", "- a\n", "a:\n  - - x\n",
     "a: 'it''s'\n", "<<: {b: 1}\n", "a: b\x85c\n", "a: \ufeffb\n", "a: [1] x\n", "b: [x#y]\n", "a: -\n",
-    "a: 1\n b: 2\n",
+    "a: 1\n b: 2\n", "a: b\x7f\n", "a: \x01\n", "a: [\x00]\n",
 ]
 
 

@@ -38,13 +38,18 @@ _new = tuple.__new__
 # returns and everything else send the file to the event reader.
 _OUTSIDE_SUBSET = re.compile("[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
 
-# indentation, a sequence entry's dash, a plain-word key, and the rest of the line.
-_LINE = re.compile(r"( *)(- +)?(?:([A-Za-z_][A-Za-z0-9_.-]*):(?: +|$))?(.*)")
+_ASCII_IN_SUBSET = bytes([0x0A, *range(0x20, 0x7F)])
+# Every line as its indentation, a sequence entry's dash, a plain-word key, the spaces after the
+# key's colon, and the rest of the line (groups that did not take part are empty strings).
+_LINES = re.compile(r"^( *)(- +)?(?:([A-Za-z_][A-Za-z0-9_.-]*):( +|$))?(.*)$", re.MULTILINE)
 # A one-line scalar value in block context, with an optional trailing comment.
 _DOUBLE = re.compile(r'"([^"\\]*)"(?: +#.*)? *$')
 _SINGLE = re.compile(r"'([^']*)'(?: +#.*)? *$")
 # (A '#' only starts a comment after a space: the body takes spaces only before another character.)
 _PLAIN = re.compile(r"((?:[A-Za-z0-9_./~(]|[-+](?=[^ ]))(?:[^ ]| +(?=[^ #]))*)(?: +#.*)? *$")
+# Characters a plain scalar may start with, but not a quoted one, a flow collection, or '-' / '+'
+# (plain only when another character follows): the loop reads those values inline.
+_PLAIN_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./~(")
 _LINE_END = re.compile(r"(?: +#.*)? *$")
 # One token of a flow collection: punctuation, ': ', a quoted scalar, or a plain word.
 _FLOW = re.compile(r""" *(?:([{}\[\],])|(:)|"([^"\\]*)"|'([^']*)'(?!')"""
@@ -76,6 +81,8 @@ def _typed_plain(text: str) -> Any:
         return cached
     tag = resolve_plain(text)
     if tag == STR_TAG:
+        if len(_typed_cache) < _CACHE_LIMIT:
+            _typed_cache[text] = text  # e.g. 'openai', 'no-cache': strings that only start like a number or bool
         return text
     if tag not in SCALAR_TAGS:
         raise _Decline
@@ -125,7 +132,8 @@ def _json_constant(text: str) -> Any:
 
 # JSON is YAML's flow style when it has no escapes and its floats are written as YAML writes them;
 # the C decoder reads such a collection many times faster than the tokenizer.
-_JSON = json.JSONDecoder(object_pairs_hook=_json_object, parse_float=_json_float, parse_constant=_json_constant)
+_JSON_SCAN = json.JSONDecoder(object_pairs_hook=_json_object, parse_float=_json_float,
+                              parse_constant=_json_constant).scan_once
 
 
 _JSON_MAPPING_SECOND = frozenset(('"', "}"))
@@ -152,6 +160,8 @@ class _Reader:
         if first in {"{", "["}:
             return self.flow_collection(rest, first, number, column, path, depth)
         if first == '"':
+            if rest[-1] == '"' and rest.count('"') == 2 and "\\" not in rest:
+                return rest[1:-1]  # what _DOUBLE would take, without its per-character loop
             match = _DOUBLE.match(rest)
         elif first == "'":
             match = _SINGLE.match(rest)
@@ -173,8 +183,8 @@ class _Reader:
         if "\\" not in rest and (first == "[" or rest[1:2] in _JSON_MAPPING_SECOND) and (
                 rest.count("{") + rest.count("[") + depth < _DEPTH_LIMIT):
             try:
-                value, end = _JSON.raw_decode(rest)
-            except ValueError:
+                value, end = _JSON_SCAN(rest, 0)  # raw_decode's C scanner, without its Python frame
+            except (StopIteration, ValueError):
                 value = None
         if value is None:
             value, end = self.flow(rest, 0, number, column, path, depth)
@@ -266,6 +276,8 @@ class _Reader:
         """
         file = self.path
         key_locations, value_locations = self.key_locations, self.value_locations
+        str_keys, plain, plain_start = _str_keys, _PLAIN.match, _PLAIN_START
+        typed_first, always_type = _TYPED_FIRST, bool(_WILDCARD)
         root: dict[str, Any] = {}
         top: Any = root
         path: Path_ = ()
@@ -273,15 +285,14 @@ class _Reader:
         stack: list[tuple[Any, Path_, int, bool]] = []
         pending: tuple[str, Path_, int] | None = None
         start = -1
-        for number, line in enumerate(text.split("\n")):
-            spaces, dash, key, rest = _LINE.match(line).groups()  # type: ignore[union-attr]  # matches any line
-            if dash is None and key is None:
+        for number, (spaces, dash, key, gap, rest) in enumerate(_LINES.findall(text)):
+            if not dash and not key:
                 if not rest or rest[0] == "#":
                     continue  # blank or comment line
                 raise _Decline  # a continuation line, a document marker, a flow or quoted key, ...
             indent = len(spaces)
             if start < 0:
-                if indent or dash is not None:
+                if indent or dash:
                     raise _Decline
                 start = number
                 value_locations[()] = _new(Location, (file, number + 1, 1))
@@ -289,27 +300,27 @@ class _Reader:
                 # The block a bare `key:` opens: a sequence may sit at the key's own column.
                 pending_key, pending_path, key_column = pending
                 pending = None
-                if indent < key_column or (dash is None and indent == key_column) or len(stack) >= _DEPTH_LIMIT:
+                if indent < key_column or (not dash and indent == key_column) or len(stack) >= _DEPTH_LIMIT:
                     raise _Decline  # an empty value: the event reader types it
-                new: Any = [] if dash is not None else {}
+                new: Any = [] if dash else {}
                 top[pending_key] = new
                 value_locations[pending_path] = _new(Location, (file, number + 1, indent + 1))
                 stack.append((top, path, indent_of_top, is_map))
-                top, path, indent_of_top, is_map = new, pending_path, indent, dash is None
+                top, path, indent_of_top, is_map = new, pending_path, indent, not dash
             else:
                 while indent < indent_of_top:
                     top, path, indent_of_top, is_map = stack.pop()
-                if not is_map and dash is None and indent == indent_of_top and stack:
+                if not is_map and not dash and indent == indent_of_top and stack:
                     top, path, indent_of_top, is_map = stack.pop()  # the end of a sequence at its key's column
                 if indent != indent_of_top:
                     raise _Decline
             column = indent
-            if dash is not None:
+            if dash:
                 if is_map:
                     raise _Decline
                 column += len(dash)
                 item_path = (*path, len(top))
-                if key is None:
+                if not key:
                     if not rest or rest[0] == "#":
                         raise _Decline
                     top.append(self.scalar(rest, number, column, item_path, len(stack)))
@@ -323,14 +334,29 @@ class _Reader:
                 top, path, indent_of_top, is_map = item, item_path, column, True
             elif not is_map:
                 raise _Decline
-            if key in top or not _is_str_key(key):  # key is set here
+            if key in top or not (str_keys.get(key) or _is_str_key(key)):  # key is set here
                 raise _Decline  # a duplicate, or a key YAML reads as a boolean or null
             here = (*path, key)
             key_locations[here] = _new(Location, (file, number + 1, column + 1))
             if not rest or rest[0] == "#":
                 pending = (key, here, column)
                 continue
-            top[key] = self.scalar(rest, number, len(line) - len(rest), here, len(stack))
+            value_column = column + len(key) + 1 + len(gap)
+            if rest[0] not in plain_start:
+                top[key] = self.scalar(rest, number, value_column, here, len(stack))
+                continue
+            # The common value, a plain scalar, inline (`scalar` does the same).
+            value_locations[here] = _new(Location, (file, number + 1, value_column + 1))
+            if " #" in rest or rest[-1] == " ":  # a comment or trailing spaces to cut off
+                match = plain(rest)
+                if match is None:
+                    raise _Decline
+                value = match.group(1)
+            else:
+                value = rest  # what _PLAIN would take: the whole rest of the line
+            if ": " in value or value[-1] == ":":
+                raise _Decline
+            top[key] = _typed_plain(value) if always_type or value[0] in typed_first else value
         if start < 0 or pending is not None:
             raise _Decline
         return root, start
@@ -350,7 +376,10 @@ def map_flows(doc: Document) -> None:
 
 def read_block_document(path: str, text: str) -> Document | None:
     """The one document of `text` if it is in the subset this reader handles, else None."""
-    if _OUTSIDE_SUBSET.search(text) is not None:
+    if text.isascii():  # the common case, checked without a per-character regex loop
+        if text.encode().translate(None, _ASCII_IN_SUBSET):
+            return None  # something is left once every allowed byte is deleted
+    elif _OUTSIDE_SUBSET.search(text) is not None:
         return None
     reader = _Reader(path)
     try:
