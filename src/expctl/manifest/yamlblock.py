@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from json.scanner import make_scanner
 from typing import Any
 
 import yaml
@@ -132,8 +133,8 @@ def _json_constant(text: str) -> Any:
 
 # JSON is YAML's flow style when it has no escapes and its floats are written as YAML writes them;
 # the C decoder reads such a collection many times faster than the tokenizer.
-_JSON_SCAN = json.JSONDecoder(object_pairs_hook=_json_object, parse_float=_json_float,
-                              parse_constant=_json_constant).scan_once
+_JSON_SCAN = make_scanner(json.JSONDecoder(object_pairs_hook=_json_object, parse_float=_json_float,
+                                           parse_constant=_json_constant))
 
 
 _JSON_MAPPING_SECOND = frozenset(('"', "}"))
@@ -183,7 +184,7 @@ class _Reader:
         if "\\" not in rest and (first == "[" or rest[1:2] in _JSON_MAPPING_SECOND) and (
                 rest.count("{") + rest.count("[") + depth < _DEPTH_LIMIT):
             try:
-                value, end = _JSON_SCAN(rest, 0)  # raw_decode's C scanner, without its Python frame
+                value, end = _JSON_SCAN(rest, 0)  # raw_decode's scanner, without its Python frame
             except (StopIteration, ValueError):
                 value = None
         if value is None:
