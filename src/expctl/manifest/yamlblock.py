@@ -133,8 +133,8 @@ def _json_constant(text: str) -> Any:
 
 # JSON is YAML's flow style when it has no escapes and its floats are written as YAML writes them;
 # the C decoder reads such a collection many times faster than the tokenizer.
-_JSON_SCAN = make_scanner(json.JSONDecoder(object_pairs_hook=_json_object, parse_float=_json_float,
-                                           parse_constant=_json_constant))
+_JSON_SCAN = make_scanner(json.JSONDecoder(  # type: ignore[arg-type]  # typeshed types the context oddly
+    object_pairs_hook=_json_object, parse_float=_json_float, parse_constant=_json_constant))
 
 
 _JSON_MAPPING_SECOND = frozenset(('"', "}"))
