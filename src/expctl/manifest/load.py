@@ -281,16 +281,16 @@ def load_document(doc: Document, scan: bool = True) -> tuple[DesiredExperiment |
         return None, [Problem("E109", doc.start, "a manifest document must be a mapping",
                               "start the document with 'apiVersion: expctl/v1'")]
     problems = (scan_strings(doc) if scan else []) + check_api_keys(doc)
-    # Only api_keys already reported as E301/E302 are left out of the model's errors; a well-shaped
-    # reference with a bad value (e.g. from_env: 1KEY) still gets its E204/E206/E207.
-    skip: set[tuple[str | int, ...]] = set()
-    for path in _variant_paths(doc):
-        variant = doc.data["variants"][path[1]]
-        if isinstance(variant, dict) and "api_key" in variant and not _is_reference_shape(variant["api_key"]):
-            skip.add((*path, "api_key"))
     try:
         manifest = Manifest.model_validate(doc.data, strict=True)
     except ValidationError as err:
+        # Only api_keys already reported as E301/E302 are left out of the model's errors; a well-shaped
+        # reference with a bad value (e.g. from_env: 1KEY) still gets its E204/E206/E207.
+        skip: set[tuple[str | int, ...]] = set()
+        for path in _variant_paths(doc):
+            variant = doc.data["variants"][path[1]]
+            if isinstance(variant, dict) and "api_key" in variant and not _is_reference_shape(variant["api_key"]):
+                skip.add((*path, "api_key"))
         problems.extend(problems_from_validation(err, doc, skip_prefixes=skip))
         if not problems:  # never drop a document silently
             problems.append(Problem("E299", doc.start, "the manifest does not match the schema",
