@@ -8,6 +8,7 @@ never raised. Activation conflicts need the whole plan, so they are checked in a
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -79,7 +80,22 @@ def _variant_record(variant: DesiredVariant, check: KeyComparison) -> dict[str, 
 
 
 def _weights_shares(variants: Sequence[DesiredVariant] | Sequence[ActualVariant]) -> dict[str, float]:
-    return shares({v.label: v.weight for v in variants}) if variants else {}
+    return dict(_shares_of(tuple((v.label, v.weight) for v in variants))) if variants else {}
+
+
+@functools.lru_cache(maxsize=1024)
+def _shares_of(weights: tuple[tuple[str, int], ...]) -> dict[str, float]:
+    """Shares per distinct set of labels and weights (thousands of experiments share a few); the
+    caller copies the cached dict."""
+    return shares(dict(weights))
+
+
+def _with(change: Change, **values: object) -> Change:
+    """`dataclasses.replace` for a Change, without re-running its generated __init__ field by field
+    (a plan of 10,000 new experiments makes 20,000 of these copies)."""
+    copy = object.__new__(Change)
+    copy.__dict__.update(change.__dict__, **values)
+    return copy
 
 
 def _activation_problems(desired: DesiredExperiment) -> list[str]:
@@ -294,11 +310,11 @@ def _finish(
     for change in changes:
         done = change
         if done.kind is ChangeKind.TRANSITION and done.after == "active" and done.allowed and blockers:
-            done = replace(done, allowed=False, reason=(
+            done = _with(done, allowed=False, reason=(
                 f"{public_id} is already routed by {', '.join(blockers)}: complete or pause-and-complete it "
                 "first (an unmanaged one in the admin UI, or adopt it with `expctl import`)"))
         if done.routing:
-            done = replace(done, shares_after=after_shares)
+            done = _with(done, shares_after=after_shares)
         finished.append(done)
     return ExperimentPlan(
         name=name, public_model_id=d.public_model_id if d else public_id,
