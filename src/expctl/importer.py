@@ -25,8 +25,9 @@ from sqlalchemy.exc import IntegrityError
 
 from expctl.errors import ConfigError, ConflictError, ManifestError, Problem
 from expctl.manifest import rules
-from expctl.manifest.load import discover, load_document, load_file, rule_subject
+from expctl.manifest.load import discover, load_document, load_file
 from expctl.manifest.model import API_VERSION, KIND, SCHEMA_URL_COMMENT, Upstream
+from expctl.manifest.subjects import rule_subject
 from expctl.manifest.yamlread import parse_documents
 from expctl.settings import Settings
 from expctl.state import ActualExperiment, ActualState, ActualVariant, DesiredExperiment, canonical_json

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.generate import experiment, manifest_text
 
-from expctl.manifest import load, wire
+from expctl.manifest import load, subjects, wire
 from expctl.manifest.rules import RuleSubject
 from expctl.state import DesiredExperiment
 
@@ -37,8 +37,8 @@ def test_a_subject_derived_from_a_valid_experiment_is_the_documents(tmp_path: Pa
     for path in [*_manifests(), *sorted(tmp_path.iterdir())]:
         for doc, desired in load._read_file(path)[0]:
             if desired is not None and doc.value_locations.get(()) == doc.start:
-                assert _subject_view(load.desired_rule_subject(desired)) == _subject_view(
-                    load.rule_subject(doc))  # type: ignore[arg-type]
+                assert _subject_view(subjects.desired_rule_subject(desired)) == _subject_view(
+                    subjects.rule_subject(doc))  # type: ignore[arg-type]
                 derived += 1
     assert derived > 50
 

@@ -22,46 +22,13 @@ from expctl.manifest import rules, wire
 from expctl.manifest.model import FromEnv, Manifest
 from expctl.manifest.pydantic_problems import problems_from_validation
 from expctl.manifest.secretscan import find_key_like, text_may_hold_keys
+from expctl.manifest.subjects import desired_rule_subject, rule_subject
 from expctl.manifest.yamlread import Document, parse_documents
 from expctl.secrets import SecretRef
 from expctl.state import DesiredExperiment, DesiredVariant
 
 MAX_FILE_BYTES = 1024 * 1024
 MANIFEST_SUFFIXES = (".yaml", ".yml")
-
-
-def rule_subject(doc: Document) -> rules.RuleSubject | None:
-    """The fields the cross-manifest rules need, if the document has them with usable types."""
-    data = doc.data
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-        return None
-    locs = doc.field_locations((), _SUBJECT_FIELDS, every=True)
-    variants = []
-    for index, item in enumerate(data.get("variants") or []):
-        if isinstance(item, dict) and isinstance(item.get("label"), str):
-            renamed = item.get("renamed_from")
-            variants.append(rules.RuleVariant(
-                item["label"], renamed if isinstance(renamed, str) else None,
-                doc.field_locations(("variants", index), ("label", "renamed_from"), every=True)))
-    public_model_id = data.get("public_model_id")
-    return rules.RuleSubject(
-        name=data["name"], public_model_id=public_model_id if isinstance(public_model_id, str) else "",
-        status=str(data.get("status", "draft")),
-        archived=data.get("archived") is True, variants=tuple(variants), field_locations=locs)
-
-
-_SUBJECT_FIELDS = ("name", "public_model_id", "status", "archived", "variants")
-
-
-def desired_rule_subject(d: DesiredExperiment) -> rules.RuleSubject:
-    """`rule_subject` of the document `d` was read from, built from `d` alone: for a valid document
-    whose root mapping starts where the document does (where `rule_subject` places missing fields)."""
-    return rules.RuleSubject(
-        name=d.name, public_model_id=d.public_model_id, status=d.status, archived=d.archived,
-        variants=tuple(rules.RuleVariant(v.label, v.renamed_from, {
-            "label": v.field_locations["label"], "renamed_from": v.field_locations.get("renamed_from", v.location),
-        }) for v in d.variants),
-        field_locations={name: d.field_locations.get(name, d.location) for name in _SUBJECT_FIELDS})
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,14 @@ class _Decline(Exception):
     """The text is outside the subset: the event reader must read it."""
 
 
+def _after_entry(text: str, pos: int, closer: str) -> tuple[bool, int]:
+    """After an entry of a flow collection: whether `closer` ends it, and where reading goes on."""
+    after = _FLOW.match(text, pos)
+    if after is None or after.lastindex != _PUNCT or after.group(_PUNCT) not in (closer, ","):
+        raise _Decline
+    return after.group(_PUNCT) == closer, after.end()
+
+
 def _typed_plain(text: str) -> Any:
     """A plain scalar's value as PyYAML's safe loader types it; declines the odd tags (merge and
     value keys, timestamps that do not construct) that the event reader handles."""
@@ -242,14 +250,10 @@ class _Reader:
                     group == _WORD and text[colon.end():colon.end() + 1] != " "):
                 raise _Decline
             mapping[key], pos = self.flow(text, colon.end(), number, offset, here, depth)
-            after = _FLOW.match(text, pos)
-            if after is None or after.lastindex != _PUNCT:
-                raise _Decline
-            if after.group(_PUNCT) == "}":
-                return mapping, after.end()
-            if after.group(_PUNCT) != ",":
-                raise _Decline
-            match = _FLOW.match(text, after.end())
+            done, pos = _after_entry(text, pos, "}")
+            if done:
+                return mapping, pos
+            match = _FLOW.match(text, pos)
 
     def flow_sequence(self, text: str, pos: int, number: int, offset: int, path: Path_,
                       depth: int) -> tuple[list[Any], int]:
@@ -260,14 +264,9 @@ class _Reader:
         while True:
             value, pos = self.flow(text, pos, number, offset, (*path, len(sequence)), depth)
             sequence.append(value)
-            after = _FLOW.match(text, pos)
-            if after is None or after.lastindex != _PUNCT:
-                raise _Decline
-            if after.group(_PUNCT) == "]":
-                return sequence, after.end()
-            if after.group(_PUNCT) != ",":
-                raise _Decline
-            pos = after.end()
+            done, pos = _after_entry(text, pos, "]")
+            if done:
+                return sequence, pos
 
     def lines(self, text: str) -> tuple[dict[str, Any], int]:  # noqa: PLR0915 - one flat loop is the fast path
         """The document's root mapping and the line it starts on.
