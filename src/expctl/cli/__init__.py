@@ -48,7 +48,7 @@ class _LazyGroup(click.Group):
         return self.commands.get(cmd_name)
 
 
-# Every command and the module that defines it (tests/test_cli_exit.py checks the list is complete).
+# Every command and the module that defines it (tests/test_cli_entry.py checks the list is complete).
 COMMAND_MODULES = {
     "validate": "cmd_validate", "schema": "cmd_validate", "plan": "cmd_plan", "apply": "cmd_plan",
     "reconcile": "cmd_plan", "db": "cmd_db", "cache": "cmd_cache", "history": "cmd_history",
