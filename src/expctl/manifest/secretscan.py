@@ -91,9 +91,13 @@ def _looks_high_entropy(token: str) -> bool:
     return shannon_entropy(token) >= MIN_ENTROPY_BITS and class_change_ratio(token) >= MIN_CLASS_CHANGE_RATIO
 
 
+def _has_known_key(text: str) -> bool:
+    return _KNOWN_KEY_HINT.search(text) is not None and _ANY_KNOWN_KEY.search(text) is not None
+
+
 def find_key_like(text: str) -> str | None:
     """Names the kind of credential `text` seems to contain, or None. Never returns the text."""
-    if _KNOWN_KEY_HINT.search(text) and _ANY_KNOWN_KEY.search(text):
+    if _has_known_key(text):
         for kind, pattern in KNOWN_KEY_PATTERNS:
             if pattern.search(text):
                 return kind
@@ -112,10 +116,8 @@ def text_may_hold_keys(text: str) -> bool:
     separators, except for backslash escapes in double-quoted strings: a file with a backslash is
     always scanned string by string.
     """
-    if "\\" in text or (_KNOWN_KEY_HINT.search(text) and _ANY_KNOWN_KEY.search(text)):
+    if "\\" in text or _has_known_key(text):
         return True
-    # Splitting on separators finds the same maximal runs a `[…]{32,}` search would, in one linear
-    # pass instead of a match attempt at every position; most files have no long run at all.
     # Most files have no long run of token characters at all; one C pass over the text says so.
     if _LONG_RUN not in text.translate(_TOKEN_RUNS):
         return False

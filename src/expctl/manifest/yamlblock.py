@@ -22,10 +22,17 @@ import re
 from json.scanner import make_scanner
 from typing import Any
 
-import yaml
-
 from expctl.errors import Location
-from expctl.manifest.yamlread import _TYPED_FIRST, _WILDCARD, MAX_DEPTH, SCALAR_TAGS, STR_TAG, Document, Path_
+from expctl.manifest.yamlread import (
+    _TYPED_FIRST,
+    _WILDCARD,
+    MAX_DEPTH,
+    SCALAR_TAGS,
+    STR_TAG,
+    Document,
+    Path_,
+    construct_scalar,
+)
 from expctl.manifest.yamlread import _resolve_plain as resolve_plain
 
 # Deeper than this (block and flow levels together), the event reader's depth check decides.
@@ -58,7 +65,6 @@ _FLOW = re.compile(r""" *(?:([{}\[\],])|(:)|"([^"\\]*)"|'([^']*)'(?!')"""
                    r"""|((?:[A-Za-z0-9_./~(]|[-+](?=[^ ,\[\]{}]))[^ ,\[\]{}:#'"]*))""")
 _PUNCT, _COLON, _DQ, _SQ, _WORD = 1, 2, 3, 4, 5
 
-_CONSTRUCTOR = yaml.constructor.SafeConstructor()
 _CACHE_LIMIT = 4096
 _typed_cache: dict[str, Any] = {}
 _str_keys: dict[str, bool] = {}
@@ -97,7 +103,7 @@ def _typed_plain(text: str) -> Any:
     if tag not in SCALAR_TAGS:
         raise _Decline
     try:
-        value = _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, yaml.ScalarNode(tag, text))
+        value = construct_scalar(tag, text)
     except Exception as err:  # PyYAML's constructors raise several kinds on bad text
         raise _Decline from err
     if len(_typed_cache) < _CACHE_LIMIT:  # values are immutable (numbers, booleans, None, dates)

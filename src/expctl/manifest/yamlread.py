@@ -45,6 +45,12 @@ _TYPED_FIRST = frozenset(k for k in _IMPLICIT if k is not None)
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
+def construct_scalar(tag: str, value: str) -> Any:
+    """The value PyYAML's safe loader builds for a scalar of a standard `tag`; its constructors raise
+    several kinds of exception on text that does not fit the tag."""
+    return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, yaml.ScalarNode(tag, value))
+
+
 def _resolve_plain(value: str) -> str:
     """The tag PyYAML's safe resolver gives a plain (unquoted, untagged) scalar."""
     for tag, regexp in _IMPLICIT.get(value[:1], []) + _WILDCARD:
@@ -274,9 +280,8 @@ class _Reader:
             return event.value
         if tag not in SCALAR_TAGS:
             raise _abort(self.path, event, "E104", "unsupported YAML tag", "remove the tag")
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
         try:
-            return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, node)
+            return construct_scalar(tag, event.value)
         except Exception as err:  # PyYAML's scalar constructors raise KeyError, AttributeError, ... on bad text
             raise _abort(self.path, event, "E101", "value cannot be read as its YAML type", "quote the value") from err
 
