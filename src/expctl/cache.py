@@ -1,7 +1,15 @@
 """The Redis keys the gateway reads (DESIGN §1.5): refresh after commit, and drift checks.
 
-Redis never holds a key or secret: only public model ids. Writes go through one pipeline per
-target, so a refresh is one round trip per Redis whatever the number of ids.
+Redis never holds a key or secret: only public model ids. Each target gets one pipeline per
+command, so a refresh or a check is one round trip per Redis whatever the number of ids. URLs are
+shown only through `redact_url`, and Redis errors only by their type.
+
+A per-id routing key (`by-public-id:{id}`) is the gateway's cache of its own lookup, in a format
+expctl does not own. `cache check` reads the one of every routed id and calls it corrupt (drift)
+when the key holds another Redis type, or a value that is not JSON or is JSON but not an object, an
+array or null (RFC 8259, without NaN or Infinity). A missing per-id key is not drift: the gateway
+fills it on its next lookup. Keys of ids that are not routed are never read, as the gateway never
+looks them up. `cache refresh` deletes the per-id key of every routed id.
 """
 
 from __future__ import annotations
@@ -9,14 +17,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from expctl.errors import ConnectionFailed
+from expctl.errors import ConfigError, ConnectionFailed
+from expctl.redact import redact_url
 from expctl.settings import DEFAULT_REDIS_PREFIX as DEFAULT_PREFIX
 
 SOCKET_TIMEOUT_S = 5.0
+
+# A GET's outcome: the raw value (None when the key is missing) and whether the key holds a string.
+Fetched = tuple[bytes | str | None, bool]
 
 
 def membership_key(prefix: str) -> str:
@@ -45,13 +56,19 @@ def decode_membership(raw: bytes | str | None) -> tuple[tuple[str, ...] | None, 
     return tuple(value), True
 
 
-def safe_redis_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+def routing_value_ok(raw: bytes | str | None) -> bool:
+    """Whether a per-id routing value may be the gateway's (see the module docstring for the rule)."""
+    if raw is None:
+        return True
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, NaN/Infinity, nested beyond reason
+        return False
+    return value is None or isinstance(value, (dict, list))
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
 
 
 @dataclass(frozen=True)
@@ -61,25 +78,45 @@ class Drift:
 
 
 class Cache:
-    """One or more Redis targets (gateway regions) sharing a key prefix."""
+    """One or more Redis targets (gateway regions) sharing a key prefix.
+
+    Every URL is parsed when the cache is made, so a malformed one stops a command before it
+    touches PostgreSQL rather than after a commit.
+    """
 
     def __init__(self, urls: Sequence[str], prefix: str = DEFAULT_PREFIX) -> None:
         self.urls = list(urls)
         self.prefix = prefix
+        for url in self.urls:
+            self._client(url).close()
 
     def _client(self, url: str) -> redis.Redis:
-        return redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
-
-    def _get_membership(self, client: redis.Redis) -> tuple[bytes | str | None, bool]:
-        """The raw membership value; (None, False) when the key holds another Redis type, which is a
-        corrupt value (drift that a refresh overwrites), not an unreachable Redis."""
         try:
-            raw: bytes | str | None = client.get(membership_key(self.prefix))
-        except redis.ResponseError as err:
-            if _wrong_type(err):
-                return None, False
-            raise
-        return raw, True
+            client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S,
+                                          socket_connect_timeout=SOCKET_TIMEOUT_S)
+            pool = client.connection_pool
+            # An unknown query option is only refused when a connection object is made: make one
+            # now (it does not connect). Not chained: redis-py's messages quote parts of the URL.
+            pool.connection_class(**pool.connection_kwargs)
+        except (ValueError, TypeError):
+            raise ConfigError(f"not a valid Redis URL: {redact_url(url)}") from None
+        return client
+
+    def _get_all(self, client: redis.Redis, keys: Sequence[str]) -> list[Fetched]:
+        """GET of every key in one round trip. A key of another Redis type reads as (None, False):
+        a corrupt value (drift that a refresh overwrites), not an unreachable Redis."""
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+        fetched: list[Fetched] = []
+        for result in pipe.execute(raise_on_error=False):
+            if isinstance(result, redis.RedisError):
+                if not _wrong_type(result):
+                    raise result
+                fetched.append((None, False))
+            else:
+                fetched.append((result, True))
+        return fetched
 
     def read_membership(self) -> tuple[tuple[str, ...] | None, bool]:
         """The first target's membership value (what plans show as "before")."""
@@ -88,27 +125,31 @@ class Cache:
         url = self.urls[0]
         try:
             with self._client(url) as client:
-                raw, same_type = self._get_membership(client)
+                [(raw, same_type)] = self._get_all(client, [membership_key(self.prefix)])
         except redis.RedisError as err:
-            raise ConnectionFailed(f"cannot read Redis at {safe_redis_url(url)}: {type(err).__name__}") from None
+            raise ConnectionFailed(f"cannot read Redis at {redact_url(url)}: {type(err).__name__}") from None
         return decode_membership(raw) if same_type else (None, False)
 
     def check(self, expected: Sequence[str]) -> list[Drift]:
+        """Drift of every target: its membership against `expected` (the routed ids, sorted) and the
+        per-id routing keys of those ids that hold corrupt values."""
         drifts = []
+        keys = [membership_key(self.prefix), *(routing_key(self.prefix, pid) for pid in expected)]
         for url in self.urls:
+            shown = redact_url(url)
             try:
                 with self._client(url) as client:
-                    raw, same_type = self._get_membership(client)
+                    fetched = self._get_all(client, keys)
             except redis.RedisError as err:
-                drifts.append(Drift(safe_redis_url(url), f"unreachable ({type(err).__name__})"))
+                drifts.append(Drift(shown, f"unreachable ({type(err).__name__})"))
                 continue
-            ids, ok = decode_membership(raw) if same_type else (None, False)
-            if not ok:
-                drifts.append(Drift(safe_redis_url(url), "membership value is corrupt (not a JSON array of strings)"))
-            elif ids is None:
-                drifts.append(Drift(safe_redis_url(url), "membership key is missing"))
-            elif list(ids) != list(expected) or raw != encode_membership(expected).encode():
-                drifts.append(Drift(safe_redis_url(url), f"membership is {list(ids)}, expected {list(expected)}"))
+            problem = _membership_problem(fetched[0], expected)
+            if problem:
+                drifts.append(Drift(shown, problem))
+            drifts += [Drift(shown, f"per-id routing key of {json.dumps(pid)} is corrupt ({why}); "
+                                    "`expctl cache refresh` deletes it")
+                       for pid, (raw, same_type) in zip(expected, fetched[1:], strict=True)
+                       if (why := _routing_problem(raw, same_type))]
         return drifts
 
     def refresh(self, membership: Sequence[str], changed_ids: Iterable[str]) -> list[str]:
@@ -134,8 +175,32 @@ class Cache:
                     if results[-1] != value:
                         client.set(membership_key(self.prefix), value)
             except redis.RedisError as err:
-                failed.append(f"{safe_redis_url(url)} ({type(err).__name__})")
+                failed.append(f"{redact_url(url)} ({type(err).__name__})")
         return failed
+
+
+def _membership_problem(fetched: Fetched, expected: Sequence[str]) -> str | None:
+    raw, same_type = fetched
+    ids, ok = decode_membership(raw) if same_type else (None, False)
+    if not ok:
+        return "membership value is corrupt (not a JSON array of strings)"
+    if ids is None:
+        return "membership key is missing"
+    if list(ids) != list(expected) or _as_bytes(raw) != encode_membership(expected).encode():
+        return f"membership is {list(ids)}, expected {list(expected)}"
+    return None
+
+
+def _routing_problem(raw: bytes | str | None, same_type: bool) -> str | None:
+    if not same_type:
+        return "not a string value"
+    if not routing_value_ok(raw):
+        return "not a JSON object, array or null"
+    return None
+
+
+def _as_bytes(raw: bytes | str | None) -> bytes | None:
+    return raw.encode() if isinstance(raw, str) else raw
 
 
 def _wrong_type(err: redis.RedisError) -> bool:

@@ -31,6 +31,9 @@ def cache_group() -> None:
 def cache_check_command(**conn: Any) -> int:
     """Report drift between Redis and PostgreSQL (exit 2 on drift, including a corrupt value).
 
+    Drift is a membership key that is missing, corrupt or not exactly the sorted routed ids, and a
+    per-id routing key of a routed id whose value is not JSON, or not a JSON object, array or null.
+
     \b
     Example:
       REDIS_URL=redis://eu,redis://us expctl cache check
@@ -49,7 +52,7 @@ def cache_check_command(**conn: Any) -> int:
 @cache_group.command("refresh")
 @connection_options
 def cache_refresh_command(**conn: Any) -> int:
-    """Rewrite the membership key from PostgreSQL and drop every per-id routing key.
+    """Rewrite the membership key from PostgreSQL and drop the per-id routing key of every routed id.
 
     \b
     Example:

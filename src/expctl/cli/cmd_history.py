@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from expctl.cli.options import connection_options, open_settings
+from expctl.render.text import clean
 from expctl.store.audit import recent_runs
 from expctl.store.db import read_only
 
@@ -32,13 +33,24 @@ def history_command(limit: int, fmt: str, **conn: Any) -> int:
     if not runs:
         click.echo("No runs recorded yet.")
     for run in runs:
-        counts = (run["summary"] or {}).get("counts", {})
-        click.echo(
-            f"#{run['id']}  {run['started_at']:%Y-%m-%d %H:%M:%S%z}  {run['command']:<9}  {run['outcome']:<10}  "
-            f"{counts.get('total', 0)} change(s)  actor={run['actor'] or '-'}  "
-            f"rev={(run['git_revision'] or '-')[:12]}  plan={(run['plan_id'] or '-')[:19]}"
-        )
+        click.echo(_line(run))
     return 0
+
+
+def _line(run: dict[str, Any]) -> str:
+    """One run, every text field escaped: the actor comes from the environment (EXPCTL_ACTOR, USER)
+    and anyone who can write the audit table writes the rest, so none may move the cursor, recolour
+    the terminal or reorder the line."""
+    summary = run["summary"] if isinstance(run["summary"], dict) else {}
+    counts = summary.get("counts")
+    total = clean(str(counts.get("total", 0) if isinstance(counts, dict) else 0))
+
+    def field(name: str, width: int | None = None) -> str:
+        return clean(str(run[name] or "-")[:width])
+
+    return (f"#{run['id']}  {run['started_at']:%Y-%m-%d %H:%M:%S%z}  {field('command'):<9}  "
+            f"{field('outcome'):<10}  {total} change(s)  actor={field('actor')}  "
+            f"rev={field('git_revision', 12)}  plan={field('plan_id', 19)}")
 
 
 def register(group: click.Group) -> None:

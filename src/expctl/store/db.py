@@ -1,7 +1,8 @@
 """Connections to PostgreSQL (SQLAlchemy 2 Core on psycopg 3), schema init and error mapping.
 
 Plain `postgresql://` URLs are accepted and run on psycopg 3. Connection errors become
-`ConnectionFailed` with the password hidden; nothing here ever prints a URL with its password.
+`ConnectionFailed`; every URL and driver message shown goes through `expctl.redact`, so no password
+(in the userinfo or in the query string) is ever printed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from expctl.errors import ConfigError, ConnectionFailed, ExpctlError, LockTimeout
+from expctl.redact import redact_url, scrub_error
 from expctl.store.tables import EXPCTL_TABLES, GATEWAY_TABLES, metadata
 
 CONNECT_TIMEOUT_S = 10
@@ -32,18 +34,12 @@ def normalize_url(url: str) -> str:
     """Accepts postgres://, postgresql:// and postgresql+psycopg:// URLs; always runs on psycopg 3."""
     try:
         parsed = make_url(url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url)
-    except ArgumentError as err:
-        raise ConfigError("DATABASE_URL is not a valid database URL") from err
+    except (ArgumentError, ValueError):
+        # Not chained: SQLAlchemy's message may quote a part of the URL (a port that is a password).
+        raise ConfigError(f"DATABASE_URL is not a valid database URL: {redact_url(url)}") from None
     if parsed.get_backend_name() != "postgresql":
         raise ConfigError("DATABASE_URL must be a postgresql:// URL")
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-
-
-def safe_url(url: str) -> str:
-    try:
-        return make_url(normalize_url(url)).set(drivername="postgresql").render_as_string(hide_password=True)
-    except ConfigError:
-        return "<invalid url>"
 
 
 def make_engine(url: str) -> Engine:
@@ -55,12 +51,10 @@ def make_engine(url: str) -> Engine:
 
 
 def describe_db_error(err: DBAPIError, url: str) -> str:
-    """First line of the driver's message, with the URL's password (if any) removed."""
-    message = str(err.orig).strip().splitlines()[0] if err.orig is not None else type(err).__name__
-    password = make_url(normalize_url(url)).password
-    if password:
-        message = message.replace(str(password), "***")
-    return message
+    """First line of the driver's message, with the URL's secrets (and any URL or password it quotes)
+    masked."""
+    message = str(err.orig).strip().splitlines()[0] if err.orig is not None and str(err.orig).strip() else ""
+    return scrub_error(message, [url]) if message else type(err).__name__
 
 
 def error_from_db(err: DBAPIError, url: str, suffix: str = "") -> ExpctlError:
@@ -73,7 +67,7 @@ def error_from_db(err: DBAPIError, url: str, suffix: str = "") -> ExpctlError:
         return LockTimeout(f"gave up waiting for a lock held by another session (e.g. a row being edited in the "
                            f"admin UI): {message}{suffix}")
     if (state or "").startswith(CONNECTION_LOST_STATES) or (state is None and isinstance(err, OperationalError)):
-        return ConnectionFailed(f"lost the connection to PostgreSQL at {safe_url(url)}: {message}{suffix}")
+        return ConnectionFailed(f"lost the connection to PostgreSQL at {redact_url(url)}: {message}{suffix}")
     return DatabaseError(f"PostgreSQL error (SQLSTATE {state or '?'}): {message}{suffix}")
 
 
@@ -83,9 +77,9 @@ def connect(url: str) -> Iterator[Connection]:
     try:
         try:
             conn = engine.connect()
-        except OperationalError as err:
+        except DBAPIError as err:  # refused, timed out, bad credentials, an option libpq rejects
             raise ConnectionFailed(
-                f"cannot connect to PostgreSQL at {safe_url(url)}: {describe_db_error(err, url)}"
+                f"cannot connect to PostgreSQL at {redact_url(url)}: {describe_db_error(err, url)}"
             ) from None
         with conn:
             try:
