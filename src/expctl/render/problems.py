@@ -6,19 +6,28 @@ import json
 from collections.abc import Sequence
 
 from expctl.errors import Problem
+from expctl.manifest.problem_cap import cap_per_file, problem_count
 
 
 def problems_text(problems: Sequence[Problem], files: int, experiments: int) -> str:
+    """Every problem with its hint (at most `problem_cap.MAX_PROBLEMS_PER_FILE` of a file, then
+    one E199 line); the last line counts all of them."""
     if not problems:
-        return f"OK: {experiments} experiment(s) in {files} file(s), no problems\n"
+        return _last_line(problems, files, experiments) + "\n"
     lines = []
-    for p in problems:
+    for p in cap_per_file(problems):
         lines.append(f"{p.location}: {p.code} {p.message}")
         if p.hint:
             lines.append(f"    hint: {p.hint}")
-    paths = {p.location.path for p in problems}
-    lines.append(f"{len(problems)} problem(s) in {len(paths)} file(s)")
+    lines.append(_last_line(problems, files, experiments))
     return "\n".join(lines) + "\n"
+
+
+def _last_line(problems: Sequence[Problem], files: int, experiments: int) -> str:
+    if not problems:
+        return f"OK: {experiments} experiment(s) in {files} file(s), no problems"
+    paths = {p.location.path for p in problems}
+    return f"{problem_count(problems)} problem(s) in {len(paths)} file(s)"
 
 
 def problems_json(problems: Sequence[Problem], files: int, experiments: int) -> str:
@@ -26,7 +35,7 @@ def problems_json(problems: Sequence[Problem], files: int, experiments: int) -> 
         "ok": not problems,
         "files": files,
         "experiments": experiments,
-        "problems": [p.to_record() for p in problems],
+        "problems": [p.to_record() for p in cap_per_file(problems)],
     }
     return json.dumps(record, indent=2, ensure_ascii=False) + "\n"
 
@@ -49,9 +58,9 @@ def problems_github(problems: Sequence[Problem], files: int, experiments: int) -
     lines = [
         github_annotation("error", p.location.path, p.location.line, p.location.col, p.code,
                           f"{p.message}" + (f" — {p.hint}" if p.hint else ""))
-        for p in problems
+        for p in cap_per_file(problems)
     ]
-    lines.append(problems_text(problems, files, experiments).rstrip("\n").splitlines()[-1])
+    lines.append(_last_line(problems, files, experiments))
     return "\n".join(lines) + "\n"
 
 
