@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from expctl.errors import SecretError
+from expctl.secret_policy import SecretPolicy
 from expctl.secrets import DefaultResolver, SecretRef, SecretResolver
 
 
@@ -107,7 +108,9 @@ def test_relative_path_resolves_against_base_dir(tmp_path: Path, monkeypatch: py
 
 def test_absolute_path_ignores_base_dir(tmp_path: Path) -> None:
     ref = write(tmp_path / "abs", b"sk-abs")
-    assert DefaultResolver(env={}, base_dir=tmp_path / "unrelated").resolve(ref) == "sk-abs"
+    base_dir = tmp_path / "unrelated"
+    policy = SecretPolicy.build(base_dir, {}, extra_roots=[tmp_path])  # outside the repository: a configured root
+    assert DefaultResolver(env={}, base_dir=base_dir, policy=policy).resolve(ref) == "sk-abs"
 
 
 def test_symlink_followed(tmp_path: Path) -> None:

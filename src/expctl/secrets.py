@@ -15,15 +15,20 @@ A manifest's `api_key` is only ever a reference, `{from_env: NAME}` or `{from_fi
   `base_dir` the caller passes (the repository root / working directory), never against the
   manifest's own directory, so one reference means one file wherever the manifest lives.
   Symlinks are followed deliberately: orchestrators (Kubernetes, Docker, Vault agents) mount
-  secrets as symlinks that rotate underneath.
+  secrets as symlinks that rotate underneath. The real path they lead to must stay inside the
+  repository or an allowed root and out of every forbidden place (`expctl.secret_policy`): the
+  manifest check is lexical, so this is where a symlink to `/proc/self/environ` is stopped.
   A missing file is not available (None); an empty file (after the newline strip) is treated the
   same way, as an empty API key is never real. A directory, an unreadable file or non-UTF-8
   content is a `SecretError` naming the path.
+- Reserved variables (`expctl.secret_policy.is_reserved_env`) are refused here too, in case a
+  caller skipped the manifest checks.
 - Results are cached per reference, so one run sees one value even if a file rotates mid-run.
 """
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from expctl.errors import SecretError
+from expctl.secret_policy import Place, SecretPolicy, is_reserved_env, read_problem
 
 MAX_SECRET_BYTES = 64 * 1024  # api keys are short; a bigger file is a mistake, not a key
 
@@ -72,11 +78,14 @@ def _strip_one_newline(text: str) -> str:
 
 @dataclass
 class DefaultResolver:
-    """Resolves `env` references from `env` and `file` references relative to `base_dir`."""
+    """Resolves `env` references from `env` and `file` references relative to `base_dir`, within
+    `policy` (default: `SecretPolicy.build(base_dir, env)`, the built-in roots only)."""
 
     env: Mapping[str, str]
     base_dir: Path
+    policy: SecretPolicy | None = None
     _cache: dict[SecretRef, str | None] = field(default_factory=dict, init=False, repr=False)
+    _places: tuple[tuple[str, ...], tuple[Place, ...]] | None = field(default=None, init=False, repr=False)
 
     def __repr__(self) -> str:
         # The default repr would print the whole environment mapping, secrets included.
@@ -86,7 +95,7 @@ class DefaultResolver:
         try:
             return self._cache[ref]  # thousands of variants share a few secrets
         except KeyError:
-            value = self._cache[ref] = self._resolve_env(ref.name) if ref.kind == "env" else self._read_file(ref)
+            value = self._cache[ref] = self._resolve_env(ref) if ref.kind == "env" else self._read_file(ref)
             return value
 
     def path_of(self, ref: SecretRef) -> Path:
@@ -94,12 +103,27 @@ class DefaultResolver:
         path = Path(ref.name)
         return path if path.is_absolute() else self.base_dir / path
 
-    def _resolve_env(self, name: str) -> str | None:
-        return self.env.get(name) or None
+    def _resolve_env(self, ref: SecretRef) -> str | None:
+        if is_reserved_env(ref.name):
+            raise SecretError(f"secret {ref.describe()} names a variable reserved for expctl's or the platform's "
+                              "own credentials; it is never read as an api key")
+        return self.env.get(ref.name) or None
+
+    def _real_path(self, path: Path, where: str) -> Path:
+        """`path` with every symlink resolved, once it is known to lead where secrets may be read."""
+        if self._places is None:
+            self._places = (self.policy or SecretPolicy.build(self.base_dir, self.env)).real_places()
+        real = os.path.realpath(path)  # a loop is left in place; reading it then fails with ELOOP
+        why = read_problem(real, *self._places)
+        if why is not None:
+            raise SecretError(f"secret {where} {why}; nothing was read (see README, Secrets)")
+        return Path(real)
 
     def _read_file(self, ref: SecretRef) -> str | None:
         path = self.path_of(ref)
         where = ref.describe() if str(path) == ref.name else f"{ref.describe()} ({path})"
+        # Read through the resolved path, so what is read is what was checked.
+        path = self._real_path(path, where)
         try:
             info = path.stat()
             if stat.S_ISDIR(info.st_mode):

@@ -1,5 +1,5 @@
 """What one command runs against: the manifest directory, PostgreSQL, the Redis targets, the
-environment that holds the secrets.
+environment that holds the secrets, and the project configuration (`expctl.toml`).
 
 Kept apart from the service layer and free of database and Redis imports, so that the command line
 can start reading manifests before it pays for importing those (see `expctl.cli.cmd_plan`).
@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from expctl import crypto
+from expctl.config import ProjectConfig
+from expctl.secret_policy import SecretPolicy
 from expctl.secrets import DefaultResolver, SecretResolver
 
 if TYPE_CHECKING:
@@ -32,9 +34,15 @@ class Settings:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
     base_dir: Path = field(default_factory=Path.cwd)
     lock_timeout_s: float = 60.0
+    # expctl.toml as loaded by the command line (`ProjectConfig()` when there is none).
+    config: ProjectConfig = field(default_factory=ProjectConfig)
+
+    def secret_policy(self) -> SecretPolicy:
+        """Where secret references may point: for `load_desired(..., policy=...)` and the resolver."""
+        return self.config.secret_policy(self.base_dir, self.env)
 
     def resolver(self) -> SecretResolver:
-        return DefaultResolver(self.env, self.base_dir)
+        return DefaultResolver(self.env, self.base_dir, self.secret_policy())
 
     def byok_key(self) -> bytes | None:
         return crypto.load_byok_key(self.env)

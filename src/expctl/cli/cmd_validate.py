@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
 
+from expctl.cli.options import config_option, load_config
+from expctl.config import ProjectConfigError
 from expctl.errors import ExitCode
 from expctl.manifest.load import load_directory
 from expctl.manifest.model import manifest_json_schema
@@ -19,11 +22,14 @@ DEFAULT_DIR = "experiments.d"
 @click.argument("directory", default=DEFAULT_DIR, type=click.Path(path_type=Path), metavar="[DIR]")
 @click.option("--format", "fmt", type=click.Choice(sorted(PROBLEM_RENDERERS)), default="text", show_default=True,
               help="github prints workflow annotations on the manifest lines.")
-def validate_command(directory: Path, fmt: str) -> int:
+@config_option
+def validate_command(directory: Path, fmt: str, config_path: Path | None) -> int:
     """Check the manifests in DIR (default experiments.d) without touching any database.
 
-    Reports every problem of every file in one run, as `path:line:col: CODE message` with a hint.
-    Exit 0 when clean, 1 when there are problems.
+    Reports every problem of every file in one run, as `path:line:col: CODE message` with a hint
+    (the first 100 of a file, then one E199 line counting the rest).
+    Exit 0 when clean, 1 when there are problems. The project configuration (expctl.toml) is
+    checked first: its `[secrets] file_roots` say where `from_file` may point.
 
     \b
     Examples:
@@ -31,8 +37,15 @@ def validate_command(directory: Path, fmt: str) -> int:
       expctl validate experiments.d --format json
       expctl validate --format github        # in a GitHub Actions step
     """
-    result = load_directory(directory)
     render = PROBLEM_RENDERERS[fmt]
+    env = dict(os.environ)
+    try:
+        config = load_config(config_path, env)
+    except ProjectConfigError as err:
+        # The manifests' from_file checks depend on the configuration: they wait until it is fixed.
+        click.echo(render(err.problems, 1, 0), nl=False)
+        return int(ExitCode.ERROR)
+    result = load_directory(directory, policy=config.secret_policy(Path.cwd(), env))
     click.echo(render(result.problems, len(result.files), len(result.experiments)), nl=False)
     return int(ExitCode.ERROR if result.problems else ExitCode.OK)
 

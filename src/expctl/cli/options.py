@@ -1,19 +1,22 @@
 """Options shared by the commands that talk to PostgreSQL and Redis, and how they become Settings.
 
 With no database URL, expctl runs on the embedded local PostgreSQL and Redis (DESIGN §4), except
-under CI=true, where a missing DATABASE_URL is an error unless --local is given.
+under CI (`CI` set to anything but empty, 0, false or no), where a missing DATABASE_URL is an
+error unless --local is given. The project configuration (`expctl.toml`, `--config`) is read
+before anything starts, so a bad one fails the command early.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from expctl.config import ProjectConfig, load_project_config
 from expctl.errors import ConfigError
 from expctl.settings import DEFAULT_REDIS_PREFIX, Settings
 
@@ -27,6 +30,28 @@ def _split_redis_urls(ctx: click.Context, param: click.Parameter, value: tuple[s
         return tuple(u.strip() for v in value for u in v.split(",") if u.strip())
     env = os.environ.get("REDIS_URL", "")
     return tuple(u.strip() for u in env.split(",") if u.strip())
+
+
+# Values of CI that mean "not CI"; anything else (true, 1, yes, a provider's name) means CI, so a
+# job cannot slip into a throwaway embedded database because its CI variable is spelled `1`.
+_CI_OFF = frozenset({"", "0", "false", "no"})
+
+
+def in_ci(env: Mapping[str, str]) -> bool:
+    return env.get("CI", "").strip().lower() not in _CI_OFF
+
+
+def config_option(func: F) -> F:
+    return click.option(
+        "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), envvar="EXPCTL_CONFIG",
+        help="Project configuration file (env EXPCTL_CONFIG). Default: expctl.toml in the working directory, "
+             "if present.",
+    )(func)
+
+
+def load_config(config_path: Path | None, env: Mapping[str, str]) -> ProjectConfig:
+    """The project configuration of the repository (the working directory)."""
+    return load_project_config(Path.cwd(), env, config_path)
 
 
 def dir_option(func: F) -> F:
@@ -46,27 +71,28 @@ def connection_options(func: F) -> F:
         click.option("--redis-prefix", envvar="EXPCTL_REDIS_PREFIX", default=DEFAULT_REDIS_PREFIX, show_default=True,
                      help="Key prefix of the gateway's Redis keys."),
         click.option("--local", "use_local", is_flag=True,
-                     help="Use the embedded local PostgreSQL and Redis under .expctl/ (needed under CI=true)."),
+                     help="Use the embedded local PostgreSQL and Redis under .expctl/ (needed under CI)."),
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return config_option(func)
 
 
 @contextmanager
 def open_settings(
     manifest_dir: Path | None, database_url: str | None, redis_urls: tuple[str, ...], redis_prefix: str,
-    use_local: bool, lock_timeout_s: float = 60.0,
+    use_local: bool, lock_timeout_s: float = 60.0, config_path: Path | None = None,
 ) -> Iterator[Settings]:
     """Settings for one command; starts (and finally stops) the local instance when it is used."""
     env = dict(os.environ)
+    config = load_config(config_path, env)
     if database_url and not use_local:
         yield Settings(manifest_dir or Path(DEFAULT_DIR), database_url, redis_urls, redis_prefix, env,
-                       lock_timeout_s=lock_timeout_s)
+                       lock_timeout_s=lock_timeout_s, config=config)
         return
-    if env.get("CI", "").lower() == "true" and not use_local:
-        raise ConfigError("DATABASE_URL is not set and CI=true: set DATABASE_URL, or pass --local to use the "
-                          "embedded local instance")
+    if in_ci(env) and not use_local:
+        raise ConfigError(f"DATABASE_URL is not set and CI={env['CI']!r}: set DATABASE_URL, or pass --local to "
+                          "use the embedded local instance")
     from expctl.local import local_instance  # noqa: PLC0415 - only local runs pay for it
 
     with local_instance(Path.cwd()) as local:
@@ -76,4 +102,4 @@ def open_settings(
                    "(no DATABASE_URL given; stopped when this command ends)", err=True)
         env.setdefault("BYOK_ENCRYPTION_KEY", local.byok_key)
         yield Settings(manifest_dir or Path(DEFAULT_DIR), local.database_url, redis_urls or (local.redis_url,),
-                       redis_prefix, env, lock_timeout_s=lock_timeout_s)
+                       redis_prefix, env, lock_timeout_s=lock_timeout_s, config=config)

@@ -24,6 +24,7 @@ from expctl.manifest.pydantic_problems import problems_from_validation
 from expctl.manifest.secretscan import find_key_like, text_may_hold_keys
 from expctl.manifest.subjects import desired_rule_subject, rule_subject
 from expctl.manifest.yamlread import Document, parse_documents
+from expctl.secret_policy import SecretPolicy, is_reserved_env
 from expctl.secrets import SecretRef
 from expctl.state import DesiredExperiment, DesiredVariant
 
@@ -174,10 +175,11 @@ def _unflatten(flat: bytes, problems: list[Problem]) -> _Loaded:
     return _Loaded(*wire.decode(flat), problems)
 
 
-def _load_files(paths: Sequence[Path]) -> _Loaded:
+def _load_files(paths: Sequence[Path], policy: SecretPolicy | None = None) -> _Loaded:
     loaded = _Loaded([], [], [])
+    policy = policy or SecretPolicy.default()
     for path in paths:
-        read, file_problems = _read_file(path)
+        read, file_problems = _read_file(path, policy)
         loaded.problems.extend(file_problems)
         for doc, experiment in read:
             if experiment is not None:
@@ -192,14 +194,21 @@ def _load_files(paths: Sequence[Path]) -> _Loaded:
 
 
 def load_directory(directory: Path, workers: int | None = None, files_per_worker: int = MIN_FILES_PER_WORKER,
-                   meanwhile: Callable[[], object] | None = None) -> LoadResult:
+                   meanwhile: Callable[[], object] | None = None, policy: SecretPolicy | None = None) -> LoadResult:
     """Every manifest under `directory`, validated; the files are shared among up to `workers`
     processes (default: one per usable core), each taking at least `files_per_worker`. This
-    process runs `meanwhile` (if given) while the others start reading."""
+    process runs `meanwhile` (if given) while the others start reading. `policy` says where
+    secret references may point (default: `SecretPolicy.default()`, no `expctl.toml` roots); it
+    is plain data, so the forked workers get it as it is."""
     files, problems = discover(directory)
     experiments: list[DesiredExperiment] = []
     subjects: list[rules.RuleSubject] = []
-    for loaded in parallel.map_chunks(_load_files, files, workers=workers or parallel.worker_count(),
+    policy = policy or SecretPolicy.default()
+
+    def load_chunk(paths: Sequence[Path]) -> _Loaded:
+        return _load_files(paths, policy)
+
+    for loaded in parallel.map_chunks(load_chunk, files, workers=workers or parallel.worker_count(),
                                       min_chunk=files_per_worker, meanwhile=meanwhile):
         subjects.extend(desired_rule_subject(loaded.experiments[s]) if isinstance(s, int) else s
                         for s in loaded.subjects)
@@ -213,20 +222,23 @@ def load_directory(directory: Path, workers: int | None = None, files_per_worker
                       tuple(str(f) for f in files))
 
 
-def load_desired(directory: Path, meanwhile: Callable[[], object] | None = None) -> tuple[DesiredExperiment, ...]:
+def load_desired(directory: Path, meanwhile: Callable[[], object] | None = None,
+                 policy: SecretPolicy | None = None) -> tuple[DesiredExperiment, ...]:
     """`load_directory`'s experiments; any problem raises `ManifestError` with all of them."""
-    result = load_directory(directory, meanwhile=meanwhile)
+    result = load_directory(directory, meanwhile=meanwhile, policy=policy)
     if result.problems:
         raise ManifestError(list(result.problems))
     return result.experiments
 
 
-def load_file(path: Path) -> tuple[list[DesiredExperiment], list[Document], list[Problem]]:
-    read, problems = _read_file(path)
+def load_file(path: Path, policy: SecretPolicy | None = None,
+              ) -> tuple[list[DesiredExperiment], list[Document], list[Problem]]:
+    read, problems = _read_file(path, policy)
     return [e for _, e in read if e is not None], [doc for doc, _ in read], problems
 
 
-def _read_file(path: Path) -> tuple[list[tuple[Document, DesiredExperiment | None]], list[Problem]]:
+def _read_file(path: Path, policy: SecretPolicy | None = None,
+               ) -> tuple[list[tuple[Document, DesiredExperiment | None]], list[Problem]]:
     """Each document of the file with the experiment it validates into, and the file's problems."""
     text, problems = read_text(path)
     if text is None:
@@ -235,19 +247,20 @@ def _read_file(path: Path) -> tuple[list[tuple[Document, DesiredExperiment | Non
     documents, problems = parse_documents(str(path), text)
     read: list[tuple[Document, DesiredExperiment | None]] = []
     for doc in documents:
-        experiment, doc_problems = load_document(doc, scan)
+        experiment, doc_problems = load_document(doc, scan, policy)
         problems.extend(doc_problems)
         read.append((doc, experiment))
     return read, problems
 
 
-def load_document(doc: Document, scan: bool = True) -> tuple[DesiredExperiment | None, list[Problem]]:
+def load_document(doc: Document, scan: bool = True, policy: SecretPolicy | None = None,
+                  ) -> tuple[DesiredExperiment | None, list[Problem]]:
     """Validates one document; `scan=False` skips the per-string key scan (the caller checked the
-    whole file's text with `text_may_hold_keys`)."""
+    whole file's text with `text_may_hold_keys`). `policy`: as `load_directory`'s."""
     if not isinstance(doc.data, dict):
         return None, [Problem("E109", doc.start, "a manifest document must be a mapping",
                               "start the document with 'apiVersion: expctl/v1'")]
-    problems = (scan_strings(doc) if scan else []) + check_api_keys(doc)
+    problems = (scan_strings(doc) if scan else []) + check_api_keys(doc, policy)
     try:
         manifest = Manifest.model_validate(doc.data, strict=True)
     except ValidationError as err:
@@ -277,9 +290,11 @@ def _is_reference_shape(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1 and set(value) <= {"from_env", "from_file"}
 
 
-def check_api_keys(doc: Document) -> list[Problem]:
-    """A literal api key is refused with its own code; only secret references are allowed."""
-    problems = []
+def check_api_keys(doc: Document, policy: SecretPolicy | None = None) -> list[Problem]:
+    """A literal api key is refused with its own code; only secret references are allowed, and
+    only where `policy` lets them point."""
+    problems: list[Problem] = []
+    policy = policy or SecretPolicy.default()
     for path in _variant_paths(doc):
         variant = doc.data["variants"][path[1]]
         if not isinstance(variant, dict) or "api_key" not in variant:
@@ -287,7 +302,7 @@ def check_api_keys(doc: Document) -> list[Problem]:
         value = variant["api_key"]
         location = doc.location_of((*path, "api_key"))
         if _is_reference_shape(value):
-            problems.extend(_reference_policy(value, location))
+            problems.extend(_reference_policy(value, location, policy))
             continue
         if isinstance(value, dict):
             problems.append(Problem("E302", location, "api_key must have exactly one of from_env or from_file",
@@ -299,24 +314,20 @@ def check_api_keys(doc: Document) -> list[Problem]:
     return problems
 
 
-# Variables that hold expctl's or CI's own credentials: a manifest must never send them upstream
-# as an api key (a reviewed-but-malicious change could exfiltrate the BYOK key that way).
-RESERVED_ENV_NAMES = frozenset({
-    "BYOK_ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL", "TEST_DATABASE_URL", "TEST_REDIS_URL",
-    "GITHUB_TOKEN", "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "PGPASSWORD",
-})
-RESERVED_ENV_PREFIXES = ("EXPCTL_DATABASE", "EXPCTL_PLAN_", "ACTIONS_", "RUNNER_")
-
-
-def _reference_policy(value: dict[str, Any], location: Location) -> list[Problem]:
-    """from_env may not name expctl's own credentials; a relative from_file may not climb with '..'."""
+def _reference_policy(value: dict[str, Any], location: Location, policy: SecretPolicy) -> list[Problem]:
+    """from_env may not name a reserved variable (E304); from_file may not climb with '..' (E305)
+    nor point outside the repository and the allowed roots, or into a forbidden place (E306).
+    The lists live in `expctl.secret_policy`; the resolver checks the real path again at read time."""
     env, path = value.get("from_env"), value.get("from_file")
-    if isinstance(env, str) and (env.upper() in RESERVED_ENV_NAMES or env.upper().startswith(RESERVED_ENV_PREFIXES)):
-        return [Problem("E304", location, "from_env names a variable that holds expctl's or CI's own credentials",
-                        "give the api key its own variable, e.g. {from_env: PARTNER_RC1_KEY}")]
+    if isinstance(env, str) and is_reserved_env(env):
+        return [Problem("E304", location, "from_env names a variable that holds expctl's, CI's or the platform's "
+                        "own credentials", "give the api key its own variable, e.g. {from_env: PARTNER_RC1_KEY}")]
     if isinstance(path, str) and ".." in PurePosixPath(path).parts:
         return [Problem("E305", location, "from_file must not contain '..' path components",
                         "use a path inside the repository or an absolute path such as /run/secrets/NAME")]
+    why = policy.reference_problem(path) if isinstance(path, str) and path else None
+    if why is not None:
+        return [Problem("E306", location, *why)]
     return []
 
 
