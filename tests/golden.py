@@ -2,7 +2,8 @@
 
 Layout of a case:
   manifests/*.yaml   the desired state (may be empty: removed manifests)
-  state.yaml         rows to seed (experiments, variants, current versions, bindings), the secrets
+  state.yaml         rows to seed (experiments, variants, current versions — a variant's
+                     `encrypted_api_key` seeds a raw stored value —, bindings), the secrets
                      visible to the run (`env`) and options (`prune`, `byok: false`)
   expected.txt       the plan summarised one change per line (see `summarise`)
 
@@ -64,7 +65,9 @@ def seed(conn: Connection, case: dict[str, Any]) -> None:
             if "upstream" in variant:
                 conn.execute(insert(model_experiment_variant_version).values(
                     variant_id=variant_id, upstream=variant["upstream"],
-                    encrypted_api_key=encrypt_api_key(TEST_BYOK_KEY, variant.get("key", "unused-key")),
+                    # `encrypted_api_key` seeds a stored value as another tool might have written it.
+                    encrypted_api_key=variant.get("encrypted_api_key")
+                    or encrypt_api_key(TEST_BYOK_KEY, variant.get("key", "unused-key")),
                 ))
 
 
@@ -89,6 +92,9 @@ def summarise(record: dict[str, Any]) -> str:
                          f"{_value(change['before'])} -> {_value(change['after'])} | {verdict}{routing}{reason}{where}")
         lines.extend(f"{experiment['name']}: note {note}" for note in experiment["notes"])
     lines.extend(f"unmanaged: {u['name']} ({u['public_model_id']}, {u['status']})" for u in record["unmanaged"])
+    lines.extend(f"attention: {a['kind']} {a['experiment']}/{a['variant']} {a['secret']}"
+                 f"{' blocking' if a['blocking'] else ''} @{Path(a['location']['path']).name}:{a['location']['line']}"
+                 for a in record["attention"])
     cache = record["cache"]
     lines.append(f"membership after: {cache['membership_after']}")
     lines.append(f"summary: total={record['summary']['total']} refused={record['summary']['refused']}")

@@ -124,13 +124,14 @@ def test_saved_plan_applies_and_goes_stale(ws: Workspace, tmp_path: Path) -> Non
     assert ws.expctl("plan", "--out", str(tmp_path / "plan2.json")).code == 0
     ws.execute("UPDATE model_experiment SET name = 'Renamed in the admin UI'")  # drift underneath
     stale = ws.expctl("apply", str(tmp_path / "plan2.json"), "--auto-approve")
-    assert stale.code == 4 and "changed since the plan was saved" in stale.err
+    assert stale.code == 4 and "database changed since it was saved" in stale.err
     assert ws.experiment("exp")["status"] == "draft"
 
     assert ws.expctl("plan", "--out", str(tmp_path / "plan3.json")).code == 0
     ws.write(manifest("exp", "active", description="edited after planning"))
     stale = ws.expctl("apply", str(tmp_path / "plan3.json"), "--auto-approve")
     assert stale.code == 4 and "manifests changed" in stale.err
+    assert ws.experiment("exp")["status"] == "draft"
 
 
 def test_redis_down_after_commit_exits_3_then_heals(ws: Workspace) -> None:

@@ -110,8 +110,11 @@ def test_import_all_then_plan_shows_only_checked_at_apply_then_nothing(
     monkeypatch.setenv("EXPCTL_KEY_PREVIEW_BAR_ONLY", "bar-key")
     monkeypatch.setenv(crypto.BYOK_ENV, BYOK)
     code, plan = plan_json(capsys, out_dir, db, redis_url)
-    assert code == 0
     assert plan["summary"]["total"] == 0
+    assert code == 2 and plan["cache"]["drift"]  # only Redis differs (nobody wrote its membership yet)
+    assert expctl(capsys, "cache", "refresh", "--database-url", db, "--redis-url", redis_url)[0] == 0
+    code, plan = plan_json(capsys, out_dir, db, redis_url)
+    assert code == 0
     assert plan["unmanaged"] == []
 
 
@@ -173,8 +176,8 @@ def test_completed_experiment_is_importable_and_needs_no_keys(
     assert "need no variables" in out
     assert "status: completed" in (tmp_path / "old-run.yaml").read_text()
     code, plan = plan_json(capsys, tmp_path, db, redis_url)
-    assert code == 0
     assert plan["summary"]["total"] == 0
+    assert code == 2 and plan["cache"]["drift"]  # the empty membership was never written: only Redis differs
 
 
 def test_not_importable_rows_are_named_and_skipped(

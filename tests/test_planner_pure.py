@@ -24,7 +24,8 @@ def _actual(case: dict[str, object]) -> ActualState:
         exp_id = exp.get("id") or _stable_id("exp", str(index), exp["name"])
         variants = []
         for v_index, v in enumerate(exp.get("variants", [])):
-            version = ActualVersion(f"ver-{v_index}", v["upstream"], {"plain": v.get("key", "unused-key")}) \
+            stored = v.get("encrypted_api_key") or {"plain": v.get("key", "unused-key")}
+            version = ActualVersion(f"ver-{v_index}", v["upstream"], stored) \
                 if "upstream" in v else None
             variants.append(ActualVariant(_stable_id("var", exp_id, str(v_index)), v["label"], v["weight"], version))
         experiments.append(ActualExperiment(
@@ -52,13 +53,18 @@ def test_pure_planner_agrees_with_golden(name: str, monkeypatch: pytest.MonkeyPa
         for variant, row in pairs:
             secret = env.get(variant.api_key.name)
             wanted = fingerprint(secret) if secret else None
-            if secret is None or not case.get("byok", True) or row is None or row.current_version is None:
+            if secret and row is not None and row.current_version is None:
+                checks[(desired.name, variant.label)] = KeyComparison("changed", wanted)
+            elif secret is None or not case.get("byok", True) or row is None or row.current_version is None:
                 checks[(desired.name, variant.label)] = KeyComparison("unknown", wanted)
+            elif "plain" not in row.current_version.encrypted_api_key:
+                checks[(desired.name, variant.label)] = KeyComparison("unreadable", wanted)
             else:
                 stored = str(row.current_version.encrypted_api_key["plain"])
                 checks[(desired.name, variant.label)] = KeyComparison(
                     "same" if stored == secret else "changed", wanted, fingerprint(stored))
-    plan = build_plan(loaded.experiments, state, checks, prune=bool(case.get("prune", False)))
+    plan = build_plan(loaded.experiments, state, checks, prune=bool(case.get("prune", False)),
+                      byok_available=bool(case.get("byok", True)))
     got = summarise(plan.to_record()).replace(str(Path("manifests")) + "/", "")
     assert got == (case_dir / "expected.txt").read_text()
 

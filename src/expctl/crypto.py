@@ -48,6 +48,10 @@ class DecryptError(ExpctlError):
     """A stored API key could not be decrypted; the message never carries any value."""
 
 
+class WrongKeyError(DecryptError):
+    """A well-formed stored key failed authentication: another BYOK key wrote it, or the row is corrupt."""
+
+
 def parse_byok_key(value: str) -> bytes:
     """Decode `BYOK_ENCRYPTION_KEY`: strict standard base64 of exactly 32 bytes.
 
@@ -170,7 +174,7 @@ def decrypt_api_key(key: bytes, payload: Mapping[str, object]) -> str:
         plain = _aead(key).decrypt(nonce, ciphertext + tag, None)
         return plain.decode("utf-8")
     except (InvalidTag, UnicodeDecodeError):
-        raise DecryptError(
+        raise WrongKeyError(
             f"the stored API key could not be decrypted with {BYOK_ENV} (wrong key, or a corrupt row)"
         ) from None
 

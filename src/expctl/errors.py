@@ -94,6 +94,10 @@ class ConflictError(ExpctlError):
     """A row changed underneath a running apply, or a constraint refused a write."""
 
 
+class PlanFileError(ExpctlError):
+    """A file given to `apply` is not a usable saved plan (not JSON, wrong shape, edited, too big)."""
+
+
 class StalePlanError(ExpctlError):
     """A saved plan no longer matches the database or the manifests."""
 

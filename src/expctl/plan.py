@@ -1,12 +1,14 @@
 """A plan is inert data: per experiment, ordered changes, and one canonical record (DESIGN §5).
 
 Every renderer (text, markdown, json) reads `Plan.to_record()`; apply visits the same changes.
-`plan_id` hashes the record's content, so two plans with the same content share an id.
+`plan_id` hashes the record's content except the Redis observations (`cache`), so two plans with
+the same content share an id, and a saved plan is applied only when a fresh plan has its id.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -81,6 +83,51 @@ class Change:
         }
 
 
+class AttentionKind(StrEnum):
+    """What a reviewer must look at besides the changes themselves (docs/security.md)."""
+
+    SECRET_UNAVAILABLE = "secret_unavailable"  # noqa: S105 - a kind name, not a secret
+    KEY_SENT_TO_NEW_HOST = "key_sent_to_new_host"
+    STORED_KEY_UNREADABLE = "stored_key_unreadable"
+
+
+# The summary key counting each kind of attention item.
+ATTENTION_SUMMARY_KEYS = {
+    AttentionKind.SECRET_UNAVAILABLE: "unavailable_secrets",
+    AttentionKind.KEY_SENT_TO_NEW_HOST: "key_host_changes",
+    AttentionKind.STORED_KEY_UNREADABLE: "unreadable_stored_keys",
+}
+
+
+@dataclass(frozen=True)
+class Attention:
+    """One located finding about an api key: where it is sent, whether it could be read.
+
+    `blocking` is true when apply cannot succeed as things stand (a secret apply needs is missing
+    where the BYOK key is present, i.e. in an environment meant to apply).
+    """
+
+    kind: AttentionKind
+    experiment: str
+    variant: str
+    secret: str
+    message: str
+    location: Location | None = None
+    blocking: bool = False
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "experiment": self.experiment,
+            "variant": self.variant,
+            "secret": self.secret,
+            "message": self.message,
+            "blocking": self.blocking,
+            "location": None if self.location is None else {
+                "path": self.location.path, "line": self.location.line, "col": self.location.col},
+        }
+
+
 @dataclass(frozen=True)
 class ExperimentPlan:
     name: str
@@ -126,6 +173,7 @@ class Plan:
     membership_corrupt: bool = False
     membership_read: bool = False
     prune: bool = False
+    attention: tuple[Attention, ...] = ()
 
     def changes(self) -> list[tuple[ExperimentPlan, Change]]:
         return [(e, c) for e in self.experiments for c in e.changes]
@@ -160,7 +208,16 @@ class Plan:
         record["total"] = sum(counts.values())
         record["refused"] = refused
         record["irreversible"] = irreversible
+        found = Counter(item.kind for item in self.attention)
+        for kind, key in ATTENTION_SUMMARY_KEYS.items():
+            record[key] = found.get(kind, 0)
         return record
+
+    @property
+    def cache_drift(self) -> bool:
+        """What Redis holds now differs from what PostgreSQL says now (missing, corrupt or not
+        exactly the sorted list): reconcile will rewrite it even when no row changes."""
+        return self.membership_read and (self.membership_corrupt or self.membership_before != self.membership_db)
 
     def to_record(self) -> dict[str, Any]:
         """The canonical record of the plan (what every renderer reads), with its content hash.
@@ -183,17 +240,22 @@ class Plan:
             "summary": self.summary(),
             "experiments": [e.to_record() for e in self.experiments],
             "unmanaged": [u.to_record() for u in self.unmanaged],
-            "cache": {
-                "membership_before": None if self.membership_before is None else list(self.membership_before),
-                "membership_after": list(self.membership_after),
-                # Drift: what Redis holds now differs from what PostgreSQL says now.
-                # Missing, corrupt or not exactly the sorted list is drift (DESIGN §4).
-                "drift": self.membership_read and (
-                    self.membership_corrupt or self.membership_before != self.membership_db),
-            },
+            "attention": [a.to_record() for a in self.attention],
         }
-        return {"format_version": FORMAT_VERSION, "plan_id": digest(body), **body}
+        cache = {
+            "membership_before": None if self.membership_before is None else list(self.membership_before),
+            "membership_after": list(self.membership_after),
+            "drift": self.cache_drift,
+        }
+        return {"format_version": FORMAT_VERSION, "plan_id": plan_digest(body), **body, "cache": cache}
 
     @property
     def plan_id(self) -> str:
         return str(self.to_record()["plan_id"])
+
+
+def plan_digest(record: Mapping[str, Any]) -> str:
+    """The plan id of a record: everything but the id itself and the Redis observations, which
+    a plan job may not see and which any reconcile rewrites anyway. A saved plan's own content
+    must hash to its id (an edited file is refused), and the fresh plan at apply must share it."""
+    return digest({k: v for k, v in record.items() if k not in ("plan_id", "cache")})

@@ -8,16 +8,17 @@ never raised. Activation conflicts need the whole plan, so they are checked in a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from expctl import lifecycle
+from expctl import keyreview, lifecycle
 from expctl.bucketing import shares
 from expctl.errors import Location
 from expctl.lifecycle import Check, Edit
-from expctl.plan import CHECKED_AT_APPLY, Change, ChangeKind, ExperimentPlan, Plan, UnmanagedExperiment
+from expctl.plan import CHECKED_AT_APPLY, Attention, Change, ChangeKind, ExperimentPlan, Plan, UnmanagedExperiment
 from expctl.state import (
     ROUTED_STATUSES,
     ActualExperiment,
@@ -61,6 +62,18 @@ def match_variants(
 class _Context:
     key_checks: KeyChecks
     prune: bool
+    byok_available: bool = True
+    host_pins: keyreview.HostPins = dataclasses.field(default_factory=dict)
+    # Filled while planning (the one mutable part): what the plan's attention section lists.
+    attention: list[Attention] = dataclasses.field(default_factory=list)
+
+    def check(self, experiment: DesiredExperiment, variant: DesiredVariant) -> KeyComparison:
+        return self.key_checks.get((experiment.name, variant.label), _UNKNOWN_KEY)
+
+    def pinned(self, change: Change, variant: DesiredVariant) -> Change:
+        """The change refused when it would send the variant's key to a host its pin forbids."""
+        refusal = keyreview.pin_refusal(self.host_pins, variant) if change.allowed else None
+        return change if refusal is None else _with(change, allowed=False, reason=refusal)
 
 
 def _edit(kind: ChangeKind, edit: Edit, status: str, location: Location, **values: object) -> Change:
@@ -122,7 +135,7 @@ def _transition(current: str, desired: DesiredExperiment) -> Change:
 
 
 def plan_create(desired: DesiredExperiment, ctx: _Context) -> list[Change]:
-    checks = {v.label: ctx.key_checks.get((desired.name, v.label), _UNKNOWN_KEY) for v in desired.variants}
+    checks = {v.label: ctx.check(desired, v) for v in desired.variants}
     create_ok = desired.status in ("draft", "active")
     changes = [Change(
         ChangeKind.CREATE_EXPERIMENT, before=None, location=desired.location, allowed=create_ok,
@@ -132,7 +145,8 @@ def plan_create(desired: DesiredExperiment, ctx: _Context) -> list[Change]:
                "description": desired.description, "status": "draft", "archived": desired.archived},
     )]
     changes += [
-        Change(ChangeKind.ADD_VARIANT, variant=v.label, after=_variant_record(v, checks[v.label]), location=v.location)
+        ctx.pinned(Change(ChangeKind.ADD_VARIANT, variant=v.label, after=_variant_record(v, checks[v.label]),
+                          location=v.location), v)
         for v in desired.variants
     ]
     if desired.status == "active":
@@ -163,22 +177,39 @@ def _field_changes(desired: DesiredExperiment, actual: ActualExperiment, status:
 def _version_changes(
     desired: DesiredExperiment, variant: DesiredVariant, row: ActualVariant, status: str, ctx: _Context
 ) -> list[Change]:
+    """A hot-swap and a key rotation of one variant are two changes, so a key change is always shown."""
     routing = status in ROUTED_STATUSES
     version = row.current_version
-    check = ctx.key_checks.get((desired.name, variant.label), _UNKNOWN_KEY)
+    changes = []
     if version is None or not same_json(version.upstream, variant.upstream):
-        return [_edit(ChangeKind.HOT_SWAP, Edit.HOT_SWAP, status, variant.loc("upstream"), variant=variant.label,
-                      before=None if version is None else dict(version.upstream),
-                      after={**dict(variant.upstream)}, routing=routing)]
-    if desired.status == "completed" or check.result == "same":
-        return []  # secrets of completed experiments are never resolved or compared (DESIGN §2)
+        changes.append(_edit(ChangeKind.HOT_SWAP, Edit.HOT_SWAP, status, variant.loc("upstream"), variant=variant.label,
+                             before=None if version is None else dict(version.upstream),
+                             after={**dict(variant.upstream)}, routing=routing))
+        moved = None if version is None else keyreview.host_change(desired, variant, version.upstream)
+        if moved is not None:
+            ctx.attention.append(moved)
+    if desired.status != "completed":  # secrets of completed experiments are never resolved or compared
+        rotation = _rotation(desired, variant, status, routing, ctx)
+        if rotation is not None:
+            changes.append(rotation)
+    return [ctx.pinned(change, variant) for change in changes]
+
+
+def _rotation(desired: DesiredExperiment, variant: DesiredVariant, status: str, routing: bool,
+              ctx: _Context) -> Change | None:
+    check = ctx.check(desired, variant)
+    if check.result == "same":
+        return None
+    rotate = functools.partial(_edit, ChangeKind.ROTATE_KEY, Edit.ROTATE_KEY, status, variant.loc("api_key"),
+                               variant=variant.label, field="api_key", routing=routing)
     if check.result == "changed":
-        return [_edit(ChangeKind.ROTATE_KEY, Edit.ROTATE_KEY, status, variant.loc("api_key"), variant=variant.label,
-                      field="api_key", before=check.current_fingerprint, after=check.desired_fingerprint,
-                      routing=routing)]
-    pending = _edit(ChangeKind.ROTATE_KEY, Edit.ROTATE_KEY, status, variant.loc("api_key"), variant=variant.label,
-                    field="api_key", before=None, after=_key_after(check, variant), routing=routing)
-    return [pending if not pending.allowed else replace(pending, reason=CHECKED_AT_APPLY)]
+        return rotate(before=check.current_fingerprint, after=check.desired_fingerprint)
+    if check.result == "unreadable":
+        ctx.attention.append(keyreview.unreadable(desired, variant))
+        change = rotate(before=None, after=check.desired_fingerprint)
+        return change if not change.allowed else _with(change, reason="the stored key cannot be decrypted")
+    pending = rotate(before=None, after=_key_after(check, variant))
+    return pending if not pending.allowed else replace(pending, reason=CHECKED_AT_APPLY)
 
 
 def _variant_changes(desired: DesiredExperiment, actual: ActualExperiment, status: str, ctx: _Context) -> list[Change]:
@@ -186,9 +217,9 @@ def _variant_changes(desired: DesiredExperiment, actual: ActualExperiment, statu
     changes: list[Change] = []
     for variant, row in pairs:
         if row is None:
-            check = ctx.key_checks.get((desired.name, variant.label), _UNKNOWN_KEY)
-            changes.append(_edit(ChangeKind.ADD_VARIANT, Edit.VARIANT_STRUCTURE, actual.status, variant.location,
-                                 variant=variant.label, after=_variant_record(variant, check)))
+            added = _edit(ChangeKind.ADD_VARIANT, Edit.VARIANT_STRUCTURE, actual.status, variant.location,
+                          variant=variant.label, after=_variant_record(variant, ctx.check(desired, variant)))
+            changes.append(ctx.pinned(added, variant))
             continue
         if row.label != variant.label:
             changes.append(_edit(ChangeKind.RENAME_VARIANT, Edit.RENAME_VARIANT, status, variant.loc("label"),
@@ -259,9 +290,12 @@ def _final_public_id(desired: DesiredExperiment | None, actual: ActualExperiment
 
 
 def build_plan(
-    desired: Sequence[DesiredExperiment], actual: ActualState, key_checks: KeyChecks, prune: bool = False
+    desired: Sequence[DesiredExperiment], actual: ActualState, key_checks: KeyChecks, prune: bool = False,
+    *, byok_available: bool = True, host_pins: keyreview.HostPins | None = None,
 ) -> Plan:
-    ctx = _Context(key_checks, prune)
+    """The plan; `byok_available` words unavailable secrets (apply would fail vs. checked at apply),
+    `host_pins` (secret reference -> allowed hosts) refuses changes sending a key elsewhere."""
+    ctx = _Context(key_checks, prune, byok_available, host_pins or {})
     desired_by_name = {d.name: d for d in desired}
     bound = actual.by_managed_name()
     drafts: list[tuple[str, DesiredExperiment | None, ActualExperiment | None, list[Change], tuple[str, ...]]] = []
@@ -278,7 +312,20 @@ def build_plan(
         drafts.append((name, d, a, changes, notes))
     routed = _final_routing(drafts, actual)
     experiments = tuple(_finish(name, d, a, changes, notes, routed) for name, d, a, changes, notes in drafts)
-    return replace(_assemble(experiments, desired, actual, routed), prune=prune)
+    attention = _unavailable_secrets(desired, ctx) + ctx.attention
+    return replace(_assemble(experiments, desired, actual, routed), prune=prune,
+                   attention=tuple(sorted(attention, key=_attention_order)))
+
+
+def _unavailable_secrets(desired: Sequence[DesiredExperiment], ctx: _Context) -> list[Attention]:
+    """Every secret reference this run could not read (never those of completed experiments)."""
+    return [keyreview.unavailable(d, v, ctx.byok_available)
+            for d in desired if d.status != "completed"
+            for v in d.variants if ctx.check(d, v).desired_fingerprint is None]
+
+
+def _attention_order(item: Attention) -> tuple[str, str, str, str]:
+    return (item.kind.value, item.experiment, item.variant, item.secret)
 
 
 _Draft = tuple[str, DesiredExperiment | None, ActualExperiment | None, list[Change], tuple[str, ...]]

@@ -20,11 +20,12 @@ from expctl.errors import (
     ExpctlError,
     LockTimeout,
     RefusedError,
-    StalePlanError,
+    SecretError,
 )
 from expctl.manifest.load import load_desired
-from expctl.plan import Plan
+from expctl.plan import Attention, AttentionKind, Plan
 from expctl.planner import build_plan, match_variants
+from expctl.saved_plan import check_saved_plan
 from expctl.secrets import SecretResolver
 from expctl.settings import Settings
 from expctl.state import ActualState, DesiredExperiment, KeyComparison
@@ -46,7 +47,11 @@ from expctl.store.reader import read_state, routed_membership
 def key_checks(
     desired: Sequence[DesiredExperiment], state: ActualState, resolver: SecretResolver, byok_key: bytes | None
 ) -> dict[tuple[str, str], KeyComparison]:
-    """Compares each desired secret with the stored key, in constant time; never for completed ones."""
+    """Compares each desired secret with the stored key, in constant time; never for completed ones.
+
+    A stored key that does not decrypt is that variant's finding (`unreadable`), not a failure of
+    the whole plan: the rotation the plan then shows is what repairs it.
+    """
     bound = state.by_managed_name()
     checks: dict[tuple[str, str], KeyComparison] = {}
     fingerprints: dict[str, str] = {}  # many variants share a secret: hash each one once
@@ -56,37 +61,66 @@ def key_checks(
             fingerprints[secret] = crypto.fingerprint(secret)
         return fingerprints[secret]
 
+    wrong_key = 0  # well-formed stored keys that failed authentication
     for experiment in desired:
         if experiment.status == "completed":
-            continue  # DESIGN §2: secrets of completed experiments are never resolved
+            continue  # secrets of completed experiments are never resolved
         pairs, _ = match_variants(experiment, bound.get(experiment.name))
         for variant, row in pairs:
             secret = resolver.resolve(variant.api_key)
             wanted = fingerprint(secret) if secret is not None else None
             version = row.current_version if row else None
-            if secret is None or byok_key is None or version is None:
-                checks[(experiment.name, variant.label)] = KeyComparison("unknown", wanted)
-                continue
-            try:
-                stored = crypto.decrypt_api_key(byok_key, version.encrypted_api_key)
-            except crypto.DecryptError as err:
-                raise crypto.DecryptError(f"{experiment.name}/{variant.label}: {err}") from None
-            same = crypto.secrets_equal(stored, secret)
-            checks[(experiment.name, variant.label)] = KeyComparison(
-                "same" if same else "changed", wanted, wanted if same else crypto.fingerprint(stored))
+            key = (experiment.name, variant.label)
+            if secret is not None and row is not None and version is None:
+                checks[key] = KeyComparison("changed", wanted)  # no stored key yet: the first one is a change
+            elif secret is None or byok_key is None or version is None:
+                checks[key] = KeyComparison("unknown", wanted)
+            else:
+                checks[key], failed_auth = _compare_stored(byok_key, version.encrypted_api_key, secret, wanted)
+                wrong_key += failed_auth
+    _refuse_wrong_byok_key(checks, wrong_key)
     return checks
+
+
+def _compare_stored(byok_key: bytes, stored_payload: Mapping[str, object], secret: str, wanted: str | None
+                    ) -> tuple[KeyComparison, bool]:
+    """The comparison, and whether a well-formed stored key failed authentication."""
+    try:
+        stored = crypto.decrypt_api_key(byok_key, stored_payload)
+    except crypto.DecryptError as err:
+        return KeyComparison("unreadable", wanted), isinstance(err, crypto.WrongKeyError)
+    if crypto.secrets_equal(stored, secret):
+        return KeyComparison("same", wanted, wanted), False
+    return KeyComparison("changed", wanted, crypto.fingerprint(stored)), False
+
+
+def _refuse_wrong_byok_key(checks: Mapping[tuple[str, str], KeyComparison], wrong_key: int) -> None:
+    """A key that authenticates none of the stored keys is almost surely not the gateway's BYOK key:
+    "repairing" every variant with it would make every key unreadable to the gateway. One bad row
+    among readable ones stays that variant's finding."""
+    readable = sum(1 for c in checks.values() if c.result in ("same", "changed") and c.current_fingerprint)
+    if wrong_key and not readable:
+        raise crypto.DecryptError(
+            f"{crypto.BYOK_ENV} decrypts none of the {wrong_key} stored api key(s) it was compared with: it is "
+            "probably not the gateway's key. Nothing was planned or applied")
+
+
+def _plan(settings: Settings, desired: Sequence[DesiredExperiment], state: ActualState, prune: bool) -> Plan:
+    byok_key = settings.byok_key()
+    checks = key_checks(desired, state, settings.resolver(), byok_key)
+    return build_plan(desired, state, checks, prune, byok_available=byok_key is not None,
+                      host_pins=settings.config.host_pins)
 
 
 def make_plan(settings: Settings, prune: bool = False, desired: Sequence[DesiredExperiment] | None = None) -> Plan:
     """The plan for the manifests (`desired`, when the caller loaded them already) against the state."""
     if desired is None:
-        desired = load_desired(settings.manifest_dir)
+        desired = load_desired(settings.manifest_dir, policy=settings.secret_policy())
     membership, ok = settings.cache().read_membership()
     with read_only(settings.database_url) as conn:
         require_schema(conn)
         state = read_state(conn, membership, ok, membership_read=bool(settings.redis_urls))
-    checks = key_checks(desired, state, settings.resolver(), settings.byok_key())
-    return build_plan(desired, state, checks, prune)
+    return _plan(settings, desired, state, prune)
 
 
 def _map_integrity(err: IntegrityError, url: str) -> ConflictError:
@@ -118,7 +152,7 @@ def apply(
 ) -> ApplyOutcome:
     """Locks, re-reads, re-plans, checks a saved plan for staleness, applies, commits, refreshes Redis."""
     if desired is None:
-        desired = load_desired(settings.manifest_dir)
+        desired = load_desired(settings.manifest_dir, policy=settings.secret_policy())
     try:
         plan = _apply_locked(settings, desired, prune, confirm, saved, command)
     except PlanRefused as refused:
@@ -126,13 +160,17 @@ def apply(
             audit.record(conn, command, refused.plan, "refused", settings.env)
         raise
     try:
-        refresh_cache(settings)
+        refresh_cache(settings, committed=plan.has_changes)
     except (ConnectionFailed, DatabaseError, LockTimeout) as err:  # PostgreSQL failed after the commit, not Redis
         raise CacheRefreshFailed(
-            f"PostgreSQL is committed, but the Redis refresh could not read it back ({err}); "
+            f"{_postgres_outcome(plan.has_changes)}, but the Redis refresh could not read it back ({err}); "
             "re-run `expctl reconcile` or `expctl cache refresh` to heal"
         ) from None
     return ApplyOutcome(plan, plan.has_changes)
+
+
+def _postgres_outcome(committed: bool) -> str:
+    return "PostgreSQL is committed" if committed else "PostgreSQL needed no change"
 
 
 def _apply_locked(
@@ -146,11 +184,12 @@ def _apply_locked(
             require_schema(conn)
             take_apply_lock(conn, settings.lock_timeout_s)
             state = read_state(conn, membership, membership_ok is not False, membership_read=membership_ok is not None)
-            plan = build_plan(desired, state, key_checks(desired, state, resolver, byok_key), prune)
+            plan = _plan(settings, desired, state, prune)
             if saved is not None:
-                _check_saved(saved, plan)
+                check_saved_plan(saved, plan)
             if plan.refused:
                 raise PlanRefused(plan)
+            _require_secrets(plan)
             if not confirm(plan):
                 raise ExpctlError("not approved: nothing was applied")
             if plan.has_changes:
@@ -191,17 +230,21 @@ class PlanRefused(RefusedError):
         self.plan = plan
 
 
-def _check_saved(saved: Mapping[str, object], fresh: Plan) -> None:
-    if saved.get("format_version") != 1:
-        raise StalePlanError("the saved plan has an unknown format_version; create a new plan")
-    if saved.get("manifests_digest") != fresh.manifests_digest:
-        raise StalePlanError("the manifests changed since the plan was saved: run `expctl plan --out` again")
-    if saved.get("state_fingerprint") != fresh.state_fingerprint:
-        raise StalePlanError(
-            "the database changed since the plan was saved (rows the plan touches differ): run `expctl plan` again")
+def _require_secrets(plan: Plan) -> None:
+    """Apply compares or writes every secret of every experiment that is not completed: name all
+    the missing ones at once, before anything is written."""
+    missing = [a for a in plan.attention if a.kind is AttentionKind.SECRET_UNAVAILABLE]
+    if missing:
+        raise SecretError(unavailable_secrets_message(missing) + "; nothing was applied")
 
 
-def refresh_cache(settings: Settings, extra_ids: Sequence[str] = ()) -> None:
+def unavailable_secrets_message(missing: Sequence[Attention]) -> str:
+    lines = [f"  {a.location or 'no location'}: {a.experiment}/{a.variant}: {a.secret}" for a in missing]
+    return (f"{len(missing)} secret(s) not available (set the environment variable or provide the file):\n"
+            + "\n".join(lines))
+
+
+def refresh_cache(settings: Settings, extra_ids: Sequence[str] = (), committed: bool = True) -> None:
     """Writes the membership computed from PostgreSQL after the commit and drops the per-id keys
     queued in the outbox (and `extra_ids`); the outbox is drained only when every target succeeded.
 
@@ -220,6 +263,6 @@ def refresh_cache(settings: Settings, extra_ids: Sequence[str] = ()) -> None:
             drain_cache_invalidations(conn, pending)
     if failures:
         raise CacheRefreshFailed(
-            f"PostgreSQL is committed, but refreshing Redis failed for {', '.join(failures)}; "
+            f"{_postgres_outcome(committed)}, but refreshing Redis failed for {', '.join(failures)}; "
             "re-run `expctl reconcile` or `expctl cache refresh` to heal"
         )

@@ -223,7 +223,7 @@ def state_fingerprint(experiments: list[ActualExperiment]) -> str:
     return digest(sorted((e.fingerprint_record() for e in experiments), key=lambda r: str(r["id"])))
 
 
-KeyCheck = Literal["same", "changed", "unknown"]
+KeyCheck = Literal["same", "changed", "unknown", "unreadable"]
 
 
 @dataclass(frozen=True)
@@ -231,7 +231,8 @@ class KeyComparison:
     """Outcome of comparing a desired secret with a variant's current stored key.
 
     Computed at the edge (decryption needs the BYOK key); the planner only reads it.
-    `desired_fingerprint` is None when the secret is not available here.
+    `desired_fingerprint` is None when the secret is not available here. `unreadable`: the stored
+    key cannot be decrypted (malformed, or written with another BYOK key); a new version repairs it.
     """
 
     result: KeyCheck

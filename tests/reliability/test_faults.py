@@ -153,9 +153,9 @@ def test_postgres_lost_right_after_the_commit_exits_3(rws: Workspace, restartabl
     rws.write(*manifests())
     real = expctl.service.refresh_cache
 
-    def stop_then_refresh(settings: Settings, extra_ids: Any = ()) -> None:
+    def stop_then_refresh(settings: Settings, extra_ids: Any = (), committed: bool = True) -> None:
         restartable.stop()
-        real(settings, extra_ids)
+        real(settings, extra_ids, committed)
 
     rws.monkeypatch.setattr(expctl.service, "refresh_cache", stop_then_refresh)
     result = rws.reconcile()

@@ -1,7 +1,8 @@
 """Hostile input end to end (the loader's own property tests live in tests/manifest/).
 
 - `from_file` policy (README): relative paths resolve against the working directory and may not
-  contain `..` (E305); absolute paths are allowed; symlinks are followed. A directory, a non-UTF-8
+  contain `..` (E305); absolute paths must lie below an allowed root (E306; here one configured in
+  expctl.toml); symlinks are followed within those places. A directory, a non-UTF-8
   file or a missing file is a clear error that never shows content, and nothing is applied.
 - The manifest directory: a symlink to a file outside it is refused (E106); a symlinked directory
   is never followed; special files neither hang nor get read.
@@ -56,12 +57,13 @@ def test_from_file_relative_absolute_and_symlinked(ws: Workspace, tmp_path_facto
     (ws.root / "secrets").mkdir()
     (ws.root / "secrets" / "relative-key").write_text("key-relative\r\n")
     (ws.root / "secrets" / "link").symlink_to(outside / "real-key")
+    (ws.root / "expctl.toml").write_text(f"[secrets]\nfile_roots = ['{outside}']\n")  # absolute: a configured root
 
     ws.write(file_keyed("secrets/relative-key"))  # against the working directory, one trailing newline cut
     assert ws.reconcile().code == 0
     assert stored_key(ws) == "key-relative"
 
-    ws.write(file_keyed(str(outside / "real-key")))  # absolute: allowed
+    ws.write(file_keyed(str(outside / "real-key")))  # absolute, below a configured root: allowed
     assert ws.reconcile().code == 0
     assert stored_key(ws) == "key-from-outside"
 
@@ -85,8 +87,8 @@ def test_from_file_that_cannot_be_used(ws: Workspace, kind: str) -> None:
         "dotdot": ("secrets/../secrets/fine", 1, "E305"),
         "directory": ("secrets/a-directory", 1, "secret file:secrets/a-directory"),
         "not-utf8": ("secrets/latin1", 1, "is not valid UTF-8"),
-        "missing": ("secrets/nowhere", 1, "is not available: set it (environment variable or file) and re-run"),
-        "empty": ("secrets/empty", 1, "is not available"),
+        "missing": ("secrets/nowhere", 1, "1 secret(s) not available (set the environment variable or provide"),
+        "empty": ("secrets/empty", 1, "file:secrets/empty"),
     }[kind]
     ws.write(file_keyed(path))
     before = exact_dump(ws.db_url)

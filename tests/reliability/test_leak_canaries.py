@@ -5,25 +5,31 @@ annotations), saved plan files, imported manifest files, the audit table and eve
 (except the ciphertext column), every Redis key and value, and the tracebacks `--debug` prints when
 a run fails while a canary is resolved (a database error mid-apply, Redis failing after the commit,
 a stored key that does not decrypt, a malformed or wrong BYOK key, unreachable servers whose URLs
-carry passwords). The BYOK key is never echoed either, not even when it is malformed.
+carry passwords). The BYOK key is never echoed either, not even when it is malformed. Database and
+Redis passwords are also given in URL query strings (`?password=…`), to unreachable servers, to a
+reachable PostgreSQL that refuses the database, and to a reachable Redis that fails every refresh
+after the commit (exit 3), through every command that connects, with and without `--debug`.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import redis
 
 from expctl.cli import run
 from expctl.crypto import encrypt_api_key
+from expctl.servers import RedisEndpoint, RedisServer
 from expctl.settings import Settings
 from tests.reliability.helpers import (
     BYOK,
+    Outcome,
     child_env,
     exact_dump,
     redis_everything,
@@ -41,9 +47,20 @@ CANARY_ROTATED = "CANARY-rotated-0e9d8c7b6a5f4e3d"
 CANARY_IMPORTED = "CANARY-imported-a1b2c3d4e5f60718"
 CANARY_DB_PASSWORD = "CANARY-db-pw-5a4b3c2d1e"
 CANARY_REDIS_PASSWORD = "CANARY-redis-pw-9f8e7d6c"
+# Passwords given in the query string (`?password=…`), which libpq and redis-py both accept.
+CANARY_DB_QUERY = "CANARY-dbq-pw-7e6d5c4b3a29"
+CANARY_DB_SSL = "CANARY-dbssl-pw-3c2b1a0f9e"
+CANARY_REDIS_QUERY = "CANARY-redisq-pw-1a2b3c4d5e"
 WRONG_BYOK = base64.b64encode(bytes(range(100, 132))).decode()
 CANARIES = (CANARY_ENV, CANARY_FILE, CANARY_ROTATED, CANARY_IMPORTED, CANARY_DB_PASSWORD, CANARY_REDIS_PASSWORD,
-            BYOK_B64, WRONG_BYOK)
+            CANARY_DB_QUERY, CANARY_DB_SSL, CANARY_REDIS_QUERY, BYOK_B64, WRONG_BYOK)
+# Every command that connects to PostgreSQL (and, for the first four, to Redis), with its exit code
+# when PostgreSQL works and Redis fails: plan cannot read it, reconcile commits then cannot refresh
+# it, check reports drift, refresh fails, and history and db init do not use Redis.
+WHEN_REDIS_FAILS: dict[tuple[str, ...], int] = {
+    ("plan",): 1, ("reconcile", "--auto-approve"): 3, ("cache", "check"): 2, ("cache", "refresh"): 3,
+    ("history",): 0, ("db", "init"): 0}
+CONNECTING = tuple(WHEN_REDIS_FAILS)
 
 
 def leaks(text: str | bytes) -> list[str]:
@@ -60,10 +77,10 @@ def leaks(text: str | bytes) -> list[str]:
     return found
 
 
-def assert_clean(results: Iterable[Result | str | bytes]) -> int:
+def assert_clean(results: Iterable[Result | Outcome | str | bytes]) -> int:
     count = 0
     for item in results:
-        text = item.out + item.err if isinstance(item, Result) else item
+        text = item.out + item.err if isinstance(item, Result | Outcome) else item
         assert not leaks(text), (leaks(text), text[-3000:])
         count += 1
     return count
@@ -145,7 +162,8 @@ def test_canaries_through_every_command_and_channel(ws: Workspace, tmp_path: Pat
     env_var = next(word for word in imported.out.split() if word.startswith("EXPCTL_KEY_"))
     ws.monkeypatch.setenv(env_var, CANARY_IMPORTED)
     after_import = ws.expctl("plan", "--detailed-exitcode")
-    assert after_import.code == 0, after_import.out  # the resolved key equals the stored one: no changes
+    # The resolved key equals the stored one: no row changes; only Redis lacks the UI's id (exit 2).
+    assert after_import.code == 2 and "No changes." in after_import.out, after_import.out
     outputs.append(after_import)
 
     for args in (("simulate", "kilo/x", "--subject", "user:42"), ("simulate", "kilo/ui", "--sample", "200"),
@@ -199,7 +217,7 @@ def test_tracebacks_on_failures_hold_no_canary(ws: Workspace, figures: dict[str,
     for command in (("plan",), ("reconcile", "--auto-approve")):
         wrong = debug_run(ws, *command)
         assert wrong.code == 1, (wrong.out, wrong.err)
-        assert "could not be decrypted with BYOK_ENCRYPTION_KEY (wrong key, or a corrupt row)" in wrong.err
+        assert "BYOK_ENCRYPTION_KEY decrypts none of the" in wrong.err
         failures.append(wrong)
 
     # 4. Malformed BYOK keys: not base64, wrong length, the canary itself.
@@ -250,3 +268,156 @@ def test_debug_traceback_from_the_real_entry_point(ws: Workspace, tmp_path: Path
 def test_settings_repr_hides_the_environment(ws: Workspace) -> None:
     settings = Settings(ws.dir, ws.db_url, env={"KEY_A": CANARY_ENV, "BYOK_ENCRYPTION_KEY": BYOK_B64})
     assert not leaks(repr(settings)) and not leaks(repr(settings.resolver()))
+
+
+# --- passwords in query strings -------------------------------------------------------------------
+
+
+def cli(ws: Workspace, args: tuple[str, ...], db_url: str, redis_url: str, debug: bool) -> Result:
+    """`expctl [--debug] ARGS --database-url DB --redis-url REDIS` in-process."""
+    ws.capsys.readouterr()
+    code = run([*(["--debug"] if debug else []), *args, "--database-url", db_url, "--redis-url", redis_url],
+               debug=debug)
+    captured = ws.capsys.readouterr()
+    return Result(code, captured.out, captured.err)
+
+
+def every_connecting_command(ws: Workspace, db_url: str, redis_url: str) -> list[tuple[tuple[str, ...], Result]]:
+    """Each command of CONNECTING, plain and with `--debug`, whose failures print their traceback."""
+    runs = []
+    for args in CONNECTING:
+        for debug in (False, True):
+            result = cli(ws, args, db_url, redis_url, debug)
+            assert ("Traceback (most recent call last)" in result.err) == (debug and result.code in (1, 3)), \
+                (args, debug, result.err)
+            runs.append((args, result))
+    return runs
+
+
+def test_query_string_passwords_of_unreachable_or_refusing_servers(ws: Workspace,
+                                                                   figures: dict[str, object]) -> None:
+    setup_canaries(ws)
+    ws.write(*canary_manifests())
+    query = f"password={CANARY_DB_QUERY}&sslpassword={CANARY_DB_SSL}&application_name=canary"
+    outputs: list[Result] = []
+    with refused_port() as port:
+        db_down = f"postgresql://expctl@127.0.0.1:{port}/gateway?{query}"
+        shown = f"postgresql://expctl@127.0.0.1:{port}/gateway?password=***&sslpassword=***&application_name=canary"
+        for args, result in every_connecting_command(ws, db_down, ws.redis_url):
+            assert result.code == 1, (args, result.out, result.err)
+            assert f"cannot connect to PostgreSQL at {shown}: connection failed" in result.err, (args, result.err)
+            outputs.append(result)
+
+        # A password with an unencoded `/`: which part is the password depends on the parser, so the
+        # URL is not shown at all, and neither is the driver's message.
+        ambiguous = f"postgres://expctl:{CANARY_DB_PASSWORD}/x@127.0.0.1:{port}/gateway?{query}"
+        for args, result in every_connecting_command(ws, ambiguous, ws.redis_url):
+            assert result.code == 1, (args, result.out, result.err)
+            assert "cannot connect to PostgreSQL at <unparseable URL>: details hidden" in result.err, result.err
+            outputs.append(result)
+
+    # A reachable PostgreSQL that refuses: the driver's message names the database, not the password.
+    no_db = ws.db_url.rsplit("/", 1)[0] + f"/no_such_database?{query}"
+    for args, result in every_connecting_command(ws, no_db, ws.redis_url):
+        assert result.code == 1 and 'database "no_such_database" does not exist' in result.err, (args, result.err)
+        assert "?password=***&sslpassword=***" in result.err
+        outputs.append(result)
+
+    # An ambiguous Redis URL is refused before anything is read or written.
+    with refused_port() as port:
+        bad_redis = f"redis://:{CANARY_REDIS_PASSWORD}/x@127.0.0.1:{port}/0?password={CANARY_REDIS_QUERY}"
+        for args, result in every_connecting_command(ws, ws.db_url, bad_redis):
+            if args[0] in ("history", "db"):
+                assert result.code == 0, (args, result.err)  # they do not use Redis
+            else:
+                assert result.code == 1 and "not a valid Redis URL: <unparseable URL>" in result.err, result.err
+            outputs.append(result)
+    assert ws.rows("SELECT id FROM model_experiment") == []
+
+    checked = assert_clean(outputs)
+    assert not leaks(everything_stored(ws)) and not leaks(redis_everything(ws.redis_url))
+    figures["query_string_runs"] = checked
+
+
+@pytest.fixture(scope="module")
+def password_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisEndpoint]:
+    """A Redis that wants a password (not a canary): without the right one every command fails."""
+    with RedisServer(tmp_path_factory.mktemp("password-redis")) as server:
+        with redis.Redis.from_url(server.url) as client:
+            client.config_set("requirepass", "the-right-password")
+        yield server
+
+
+def test_query_string_redis_password_when_the_refresh_fails_after_the_commit(
+        ws: Workspace, tmp_path: Path, password_redis: RedisEndpoint, figures: dict[str, object]) -> None:
+    setup_canaries(ws)
+    ws.write(*canary_manifests())
+    outputs: list[Result | Outcome] = []
+
+    # Unreachable Redis: plan cannot read it (1), reconcile commits then fails (3), check drifts (2).
+    with refused_port() as port:
+        down = f"redis://127.0.0.1:{port}/0?password={CANARY_REDIS_QUERY}&db=0"
+        shown = f"redis://127.0.0.1:{port}/0?password=***&db=0"
+        for args, result in every_connecting_command(ws, ws.db_url, down):
+            assert result.code == WHEN_REDIS_FAILS[args], (args, result.err)
+            assert result.code == 0 or shown in result.out + result.err, (args, result.out, result.err)
+            outputs.append(result)
+    assert ws.experiment("exp")["status"] == "active"  # committed by the first reconcile
+
+    # A reachable Redis that wants a password, given a wrong one in the query string: PostgreSQL is
+    # committed, the refresh fails, exit 3 names the URL with the password masked.
+    wrong = f"{password_redis.url}?password={CANARY_REDIS_QUERY}"
+    for debug, status in ((False, "paused"), (True, "active")):
+        ws.write(*canary_manifests(status))
+        committed = cli(ws, ("reconcile", "--auto-approve"), ws.db_url, wrong, debug)
+        assert committed.code == 3, (committed.out, committed.err)
+        assert "PostgreSQL is committed" in committed.err, committed.err
+        assert f"refreshing Redis failed for {password_redis.url}?password=*** (AuthenticationError)" in committed.err
+        assert ws.experiment("exp")["status"] == status
+        outputs.append(committed)
+    for args, result in every_connecting_command(ws, ws.db_url, wrong):
+        assert result.code == WHEN_REDIS_FAILS[args], (args, result.err)
+        outputs.append(result)
+    # With the right password in the query string the same URL works: the password is the one used.
+    right = f"{password_redis.url}?password=the-right-password"
+    assert cli(ws, ("cache", "refresh"), ws.db_url, right, False).code == 0
+    assert cli(ws, ("cache", "check"), ws.db_url, right, False).code == 0
+
+    # The real entry point (`python -m expctl --debug`), its traceback included.
+    env = child_env({"KEY_A": CANARY_ENV})
+    done = spawn(ws.root, ["--debug", "reconcile", "--auto-approve", "--database-url", ws.db_url, "--redis-url",
+                           wrong], env, tmp_path).wait(60)
+    assert done.code == 3 and "Traceback" in done.err and "password=***" in done.err, done.err
+    outputs.append(done)
+
+    checked = assert_clean(outputs)
+    assert not leaks(everything_stored(ws)) and not leaks(redis_everything(right))
+    figures["query_string_runs_after_commit"] = checked
+
+
+@pytest.mark.parametrize("reference", ["/proc/self/environ", "/proc/self/cmdline", "secrets/environ-link",
+                                       ".expctl/byok.key", "secrets/byok-link"])
+def test_proc_style_references_never_carry_the_byok_key_or_the_db_password_out(
+        ws: Workspace, reference: str) -> None:
+    """The BYOK key and a database password sit in the environment (and the local key file) of a run
+    whose manifest points a secret at them: every command refuses, prints neither, stores nothing."""
+    ws.monkeypatch.setenv("PGPASSWORD", CANARY_DB_PASSWORD)
+    (ws.root / ".expctl").mkdir()
+    (ws.root / ".expctl" / "byok.key").write_text(BYOK_B64)
+    (ws.root / "secrets").mkdir()
+    (ws.root / "secrets" / "environ-link").symlink_to("/proc/self/environ")
+    (ws.root / "secrets" / "byok-link").symlink_to(ws.root / ".expctl" / "byok.key")
+    ws.write(manifest("exp", "active", variants=[
+        {"label": "only", "weight": 1, "upstream": {"internal_id": "u", "base_url": "https://collector.example.net"},
+         "api_key": {"from_file": reference}}]))
+    before = exact_dump(ws.db_url)
+    ws.capsys.readouterr()
+    validated = Result(run(["validate"]), *ws.capsys.readouterr())
+    assert "E306" in validated.out + validated.err or reference.startswith("secrets/")
+    outputs = [validated] + [debug_run(ws, *args) for args in (
+        ("plan",), ("plan", "--format", "json"), ("reconcile", "--auto-approve"), ("apply", "--auto-approve"))]
+    assert all(result.code == 1 for result in outputs[1:]), [(r.code, r.err) for r in outputs]
+    for result in outputs:
+        assert leaks(result.out + result.err) == [], result.err
+    assert exact_dump(ws.db_url) == before
+    assert not redis_everything(ws.redis_url)

@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from expctl.plan import ChangeKind
+from expctl.plan import ATTENTION_SUMMARY_KEYS, AttentionKind, ChangeKind
 from expctl.render.json_plan import load_plan_schema, render_json
 from expctl.render.plan_renderers import PLAN_RENDERERS
 from tests.render.plans import desired, plan_record, varied_record
@@ -51,7 +51,8 @@ def test_schema_is_a_valid_draft_2020_12_schema_with_every_change_kind() -> None
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert set(schema["$defs"]["change"]["properties"]["kind"]["enum"]) == {k.value for k in ChangeKind}
     assert set(schema["$defs"]["summary"]["required"]) == {k.value for k in ChangeKind} | {
-        "total", "refused", "irreversible"}
+        "total", "refused", "irreversible"} | set(ATTENTION_SUMMARY_KEYS.values())
+    assert set(schema["$defs"]["attention"]["properties"]["kind"]["enum"]) == {k.value for k in AttentionKind}
 
 
 def test_schema_rejects_what_the_format_forbids() -> None:

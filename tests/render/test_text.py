@@ -86,9 +86,9 @@ def _rotation_record() -> dict[str, Any]:
     return plan_record(wanted, [actual("rot")], key_checks=checks)
 
 
-def test_rotate_key_shows_only_the_fingerprint() -> None:
+def test_rotate_key_shows_old_and_new_fingerprints_only() -> None:
     out = render_text(_rotation_record())
-    assert f"  ~ variant control: api key: changed (fingerprint {fingerprint(CANARY)})" in out
+    assert f"  ~ variant control: api key: changed {fingerprint('old')} -> {fingerprint(CANARY)}" in out
     assert "api key checked at apply (env:KEY_CONTROL)" in out
 
 
@@ -106,7 +106,7 @@ def test_a_tampered_record_cannot_make_the_renderer_print_a_key() -> None:
     change["after"] = CANARY
     out = render_text(record) + render_markdown(record)
     assert CANARY not in out
-    assert "api key: changed (fingerprint (not shown))" in out
+    assert f"api key: changed {fingerprint('old')} -> (not shown)" in out
 
 
 def test_colour_only_on_request_and_control_characters_escaped() -> None:

@@ -7,7 +7,6 @@ imported by this process while forked workers already read the manifests, which 
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,11 +17,13 @@ import click
 
 from expctl import parallel
 from expctl.cli.options import connection_options, dir_option, open_settings
-from expctl.errors import ConfigError, ExitCode, StalePlanError
+from expctl.errors import ConfigError, ExitCode, PlanFileError
 from expctl.manifest.load import load_desired
 from expctl.plan import Plan
 from expctl.render.github_plan import render_github
 from expctl.render.plan_renderers import PLAN_RENDERERS
+from expctl.render.text import deferred_key_checks
+from expctl.saved_plan import MAX_PLAN_BYTES, read_saved_plan
 from expctl.settings import Settings
 from expctl.state import DesiredExperiment
 
@@ -47,7 +48,7 @@ def _service() -> ModuleType:
 
 def _load(settings: Settings) -> tuple[DesiredExperiment, ...]:
     """The validated manifests; this process imports the service layer while workers read them."""
-    return load_desired(settings.manifest_dir, meanwhile=_service)
+    return load_desired(settings.manifest_dir, meanwhile=_service, policy=settings.secret_policy())
 
 
 def _make_plan(settings: Settings, prune: bool) -> Plan:
@@ -71,26 +72,46 @@ def _render(plan: Plan, fmt: str) -> str:
               help="Also write the JSON plan to FILE (what `expctl apply FILE` consumes).")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when there are none.")
 @click.option("--prune", is_flag=True, help="Delete bound drafts whose manifest was removed.")
+@click.option("--require-secrets", is_flag=True,
+              help="Exit 1 when any secret reference cannot be read here (for jobs that hold the secrets).")
 @connection_options
 def plan_command(manifest_dir: Path, fmt: str, out: Path | None, detailed_exitcode: bool, prune: bool,
-                 **conn: Any) -> int:
+                 require_secrets: bool, **conn: Any) -> int:
     """Show what reconcile would change, without changing anything (read-only transaction).
+
+    Exit 2 with --detailed-exitcode when rows would change or Redis has drifted (reconcile would
+    rewrite it).
 
     \b
     Examples:
       expctl plan
       expctl plan --format markdown > comment.md
       expctl plan --out plan.json --detailed-exitcode
+      expctl plan --require-secrets          # merge-queue dry run that holds the secrets
     """
     with open_settings(manifest_dir, **conn) as settings:
         plan = _make_plan(settings, prune)
     if out is not None:
         _write_atomic(out, PLAN_RENDERERS["json"](plan.to_record(), False))
+        _warn_deferred(plan)
     click.echo(_render(plan, fmt), nl=False)
     if plan.refused:
         click.echo(f"error: {len(plan.refused)} change(s) refused; apply would change nothing", err=True)
         return int(ExitCode.ERROR)
-    return int(ExitCode.CHANGES if detailed_exitcode and plan.has_changes else ExitCode.OK)
+    missing = plan.summary()["unavailable_secrets"]
+    if require_secrets and missing:
+        click.echo(f"error: {missing} secret reference(s) cannot be read here (--require-secrets); "
+                   "see the attention section", err=True)
+        return int(ExitCode.ERROR)
+    return int(ExitCode.CHANGES if detailed_exitcode and (plan.has_changes or plan.cache_drift) else ExitCode.OK)
+
+
+def _warn_deferred(plan: Plan) -> None:
+    deferred = deferred_key_checks(plan.to_record())
+    if deferred:
+        click.echo(f"note: this saved plan defers {deferred} api key comparison(s) ('checked at apply'); apply "
+                   "refuses a saved plan whose comparisons come out differently. Save plans where "
+                   "BYOK_ENCRYPTION_KEY and the secrets are available.", err=True)
 
 
 # From this many changes on, an auto-approved apply prints its plan from a forked child while it
@@ -200,16 +221,19 @@ def apply_command(planfile: Path | None, manifest_dir: Path, auto_approve: bool,
     _check_approval_possible(auto_approve)
     saved = None
     if planfile is not None:
-        try:
-            saved = json.loads(planfile.read_text(encoding="utf-8"))
-        except (ValueError, OSError) as err:
-            raise StalePlanError(f"cannot read the saved plan {planfile}: {type(err).__name__}") from None
-        if not isinstance(saved, dict):
-            raise StalePlanError(f"{planfile} is not a saved expctl plan")
-        # A saved plan is applied with the options it was made with.
-        prune = bool((saved.get("options") or {}).get("prune", prune))
+        saved = read_saved_plan(_read_plan_file(planfile), str(planfile))
+        prune = bool(saved["options"]["prune"])  # a saved plan is applied with the options it was made with
     with open_settings(manifest_dir, lock_timeout_s=lock_timeout, **conn) as settings:
         return _run_apply(_check_cache_targets(settings, skip_cache), prune, auto_approve, saved, "apply")
+
+
+def _read_plan_file(path: Path) -> bytes:
+    """At most one byte past the size limit, so a huge file is refused without reading it all."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(MAX_PLAN_BYTES + 1)
+    except OSError as err:
+        raise PlanFileError(f"cannot read the saved plan {path}: {err.strerror or type(err).__name__}") from None
 
 
 @click.command("reconcile")

@@ -22,6 +22,9 @@ from expctl.render.text import (
     Record,
     action_word,
     all_changes,
+    attention_groups,
+    attention_note,
+    attention_place,
     change_body,
     clean,
     counts,
@@ -64,12 +67,13 @@ def _join(*blocks: str) -> str:
 def _verdict(record: Record) -> str:
     total, irreversible, shifts, refused = counts(record)
     if total == 0:
-        return "**No changes.**"
+        return "**No changes.**" + escape(attention_note(record))
     tally = (f"{plural(total, 'change')}, {irreversible} irreversible, {plural(shifts, 'traffic shift')}"
              f"{deferred_note(record).replace(';', ',')}")
+    note = escape(attention_note(record))
     if refused:
-        return f"❌ **{refused} refused: nothing will be applied** ({tally})"
-    return f"**{tally}, 0 refused**"
+        return f"❌ **{refused} refused: nothing will be applied** ({tally}){note}"
+    return f"**{tally}, 0 refused**{note}"
 
 
 def _head(record: Record) -> str:
@@ -132,6 +136,24 @@ def _refusals(record: Record) -> str:
     if not bullets:
         return ""
     return "#### ❌ Refused changes (nothing will be applied)\n" + "".join(b + "\n" for b in bullets)
+
+
+def _attention_levels(record: Record) -> list[str]:
+    """The api key findings, from fullest to most compact: up to ten places per finding, then the
+    findings without places, then only the counts (every place is in the JSON plan)."""
+    groups = attention_groups(record)
+    if not groups:
+        return [""]
+    title = "#### 🔑 Api keys: look here\n"
+
+    def bullet(message: str, items: list[Record], places: int) -> str:
+        shown = ", ".join(escape(attention_place(item)) for item in items[:places])
+        more = f", … and {len(items) - places} more" if len(items) > places else ""
+        where = f": {shown}{more}" if places else f" ({plural(len(items), 'variant')})"
+        return f"- ⚠️ {escape(message)}{where}\n"
+
+    return [title + "".join(bullet(m, items, places) for m, items in groups) for places in (10, 0)] + [
+        title + f"{escape(attention_note(record).strip())} See the JSON plan for each place.\n"]
 
 
 # ---------------------------------------------------------------- parts that shrink to fit
@@ -234,16 +256,17 @@ def render_markdown(
     unmanaged_full, unmanaged_short = _unmanaged(record, short=False), _unmanaged(record, short=True)
     full_table = _table(rows, len(rows))
     out = ""
-    for headline in _headline_levels(record):
-        top = (head, headline, refusals)
-        for tail in ((details, unmanaged_full), (omitted, unmanaged_full), (omitted, unmanaged_short)):
-            out = _join(*top, full_table, *tail, cache)
-            if len(out) <= max_chars:
-                return out
-        table = _fitted_table(rows, budget=max_chars - len(_join(*top, *tail, cache)) - 1)
-        if table is not None:
-            return _join(*top, table, *tail, cache)
-        out = _join(*top, _table(rows, 0), *tail, cache)
+    for attention in _attention_levels(record):
+        for headline in _headline_levels(record):
+            top = (head, headline, refusals, attention)
+            for tail in ((details, unmanaged_full), (omitted, unmanaged_full), (omitted, unmanaged_short)):
+                out = _join(*top, full_table, *tail, cache)
+                if len(out) <= max_chars:
+                    return out
+            table = _fitted_table(rows, budget=max_chars - len(_join(*top, *tail, cache)) - 1)
+            if table is not None:
+                return _join(*top, table, *tail, cache)
+            out = _join(*top, _table(rows, 0), *tail, cache)
     # Only absurd sizes get here (refusals or irreversible actions alone exceed the limit): the
     # most compact form is returned whole rather than cutting what must never be cut.
     return out

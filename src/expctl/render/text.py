@@ -77,7 +77,8 @@ def counts(record: Record) -> tuple[int, int, int, int]:
 def deferred_key_checks(record: Record) -> int:
     """Key comparisons the plan could not make (no BYOK key or secret here): done at apply."""
     return sum(1 for _, c in all_changes(record)
-               if c["kind"] == "rotate_key" and key_text(c["after"]).startswith(CHECKED_AT_APPLY))
+               if c["kind"] == "rotate_key" and (c["reason"] == CHECKED_AT_APPLY
+                                                 or key_text(c["after"]).startswith(CHECKED_AT_APPLY)))
 
 
 def deferred_note(record: Record) -> str:
@@ -128,11 +129,16 @@ def _variant_added(label: str, after: Any) -> str:
             f"api key {key_text(after.get('api_key'))})")
 
 
-def _rotation(label: str, after: Any) -> str:
-    shown = key_text(after)
-    if shown.startswith(CHECKED_AT_APPLY):
-        return f"variant {label}: api key: {shown}"
-    return f"variant {label}: api key: changed (fingerprint {shown})"
+def _rotation(label: str, change: Record) -> str:
+    """Old -> new fingerprint, so a reviewer sees which key is replaced by which."""
+    after = key_text(change["after"])
+    if after.startswith(CHECKED_AT_APPLY):
+        return f"variant {label}: api key: {after}"
+    if change["before"] is not None:
+        return f"variant {label}: api key: changed {key_text(change['before'])} -> {after}"
+    if change["reason"] == CHECKED_AT_APPLY:
+        return f"variant {label}: api key: (stored key not compared) -> {after}"
+    return f"variant {label}: api key: (none readable) -> {after}"
 
 
 def _create(after: Any) -> str:
@@ -157,7 +163,7 @@ _DESCRIBE: dict[str, Callable[[Record], str]] = {
     "rename_variant": lambda c: f"variant {value_text(c['before'])} renamed to {value_text(c['after'])}",
     "reweight_variant": lambda c: f"variant {_label(c)}: weight {value_text(c['before'])} -> {value_text(c['after'])}",
     "hot_swap": lambda c: f"variant {_label(c)}: {_upstream_diff(c['before'], c['after'])}",
-    "rotate_key": lambda c: _rotation(_label(c), c["after"]),
+    "rotate_key": lambda c: _rotation(_label(c), c),
     "add_variant": lambda c: _variant_added(_label(c), c["after"]),
     "create_experiment": lambda c: _create(c["after"]),
     "delete_experiment": lambda c: f"delete experiment (now {value_text(c['before'])})",
@@ -255,10 +261,37 @@ def membership_text(cache: Record) -> str:
 def verdict(record: Record) -> str:
     total, irreversible, shifts, refused = counts(record)
     if total == 0:
-        return "No changes."
+        return "No changes." + attention_note(record)
     text = (f"Plan: {plural(total, 'change')} ({irreversible} irreversible, {plural(shifts, 'traffic shift')}"
             f"{deferred_note(record)}), {refused} refused")
-    return text + (": nothing will be applied" if refused else "")
+    return text + (": nothing will be applied" if refused else "") + attention_note(record)
+
+
+# ---------------------------------------------------------------- api key findings (markdown too)
+
+_ATTENTION_COUNTS = (("key_host_changes", "api key sent to a new host", "api keys sent to a new host"),
+                     ("unavailable_secrets", "secret not available here", "secrets not available here"),
+                     ("unreadable_stored_keys", "stored key unreadable", "stored keys unreadable"))
+
+
+def attention_note(record: Record) -> str:
+    """` Attention: 1 api key sent to a new host, 2 secrets not available here.` or nothing."""
+    summary = record["summary"]
+    parts = [plural(summary.get(key, 0), one, many) for key, one, many in _ATTENTION_COUNTS if summary.get(key)]
+    return f" Attention: {', '.join(parts)}." if parts else ""
+
+
+def attention_groups(record: Record) -> list[tuple[str, list[Record]]]:
+    """Findings grouped by message (a secret shared by many variants reads as one finding), host
+    changes first, in record order."""
+    groups: dict[str, list[Record]] = {}
+    for item in sorted(record.get("attention", ()), key=lambda a: a["kind"] != "key_sent_to_new_host"):
+        groups.setdefault(item["message"], []).append(item)
+    return list(groups.items())
+
+
+def attention_place(item: Record) -> str:
+    return f"{item['experiment']}/{item['variant']} ({location_text(item)})"
 
 
 # ---------------------------------------------------------------- terminal rendering
@@ -314,6 +347,14 @@ def _unmanaged_lines(unmanaged: Iterable[Record]) -> list[str]:
             for u in unmanaged]
 
 
+def _attention_section(record: Record) -> list[str]:
+    lines = []
+    for message, items in attention_groups(record):
+        lines.append(clean(f"  ! {message}:"))
+        lines += [clean(f"      {attention_place(item)}") for item in items]
+    return ["Attention (api keys):", *lines, ""] if lines else []
+
+
 def render_text(record: Record, color: bool = False) -> str:
     """The plan for a terminal; ANSI colours only when `color` (the caller checks for a TTY)."""
     head = f"expctl plan {short_id(record['plan_id'])}"
@@ -323,6 +364,7 @@ def render_text(record: Record, color: bool = False) -> str:
         summary = f"{_BOLD}{_RED}{summary}{_RESET}" if counts(record)[3] else f"{_BOLD}{summary}{_RESET}"
     lines = [head, summary, ""]
     lines += _headline_section(record, color)
+    lines += _attention_section(record)
     for experiment in record["experiments"]:
         if experiment["changes"] or experiment["notes"]:
             lines += _experiment_section(experiment, color)
