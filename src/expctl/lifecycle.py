@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 STATUSES = ("draft", "active", "paused", "completed")
+# The transitions apply runs first, before any edit, so that edits see the status they lead to.
+LEAVING_ROUTING = frozenset({"completed", "paused"})
 
 
 class Check(Enum):
@@ -121,6 +123,6 @@ def status_for_edits(current: str, desired: str) -> str:
     Apply runs completions and pauses before edits and activations after them, so edits see the
     desired status when the experiment leaves `active`, and the current one when it is activated.
     """
-    if desired in ("completed", "paused") and TRANSITIONS.get((current, desired), TransitionRule(False)).allowed:
+    if desired in LEAVING_ROUTING and TRANSITIONS.get((current, desired), TransitionRule(False)).allowed:
         return desired
     return current

@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from expctl.errors import Location
+from expctl.secrets import SecretRef
 from expctl.state import digest
 
 FORMAT_VERSION = 1
@@ -41,7 +42,19 @@ IRREVERSIBLE_TRANSITIONS = frozenset({"completed"})
 
 
 @dataclass(frozen=True)
+class NewVersion:
+    """What apply writes as a variant's new version row: the upstream and where its key comes from
+    (a reference; apply resolves and encrypts it). Not part of the record: only apply reads it."""
+
+    upstream: Mapping[str, Any]
+    secret: SecretRef
+
+
+@dataclass(frozen=True)
 class Change:
+    """One change; `row_id` (the variant's row) and `version` are what apply executes, beside what
+    the record shows."""
+
     kind: ChangeKind
     field: str | None = None
     variant: str | None = None
@@ -52,6 +65,8 @@ class Change:
     location: Location | None = None
     routing: bool = False
     shares_after: dict[str, float] | None = None
+    row_id: str | None = None
+    version: NewVersion | None = None
 
     @property
     def irreversible(self) -> bool:
@@ -130,6 +145,9 @@ class Attention:
 
 @dataclass(frozen=True)
 class ExperimentPlan:
+    """One experiment's changes; `status_before` (the row's status when planned) is the status
+    apply's conditional updates expect."""
+
     name: str
     public_model_id: str
     experiment_id: str | None
@@ -137,6 +155,7 @@ class ExperimentPlan:
     shares_before: dict[str, float] = field(default_factory=dict)
     shares_after: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    status_before: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         return {

@@ -11,14 +11,23 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from expctl import keyreview, lifecycle
 from expctl.bucketing import shares
 from expctl.errors import Location
 from expctl.lifecycle import Check, Edit
-from expctl.plan import CHECKED_AT_APPLY, Attention, Change, ChangeKind, ExperimentPlan, Plan, UnmanagedExperiment
+from expctl.plan import (
+    CHECKED_AT_APPLY,
+    Attention,
+    Change,
+    ChangeKind,
+    ExperimentPlan,
+    NewVersion,
+    Plan,
+    UnmanagedExperiment,
+)
 from expctl.state import (
     ROUTED_STATUSES,
     ActualExperiment,
@@ -111,15 +120,20 @@ def _with(change: Change, **values: object) -> Change:
     return copy
 
 
-def _activation_problems(desired: DesiredExperiment) -> list[str]:
-    failed = []
-    if not desired.variants:
-        failed.append(Check.HAS_VARIANTS.value)
-    if any(v.weight <= 0 for v in desired.variants):
-        failed.append(Check.WEIGHTS_POSITIVE.value)
-    if desired.archived:
-        failed.append(Check.NOT_ARCHIVED.value)
-    return failed
+# How each activation check of the lifecycle table is decided for one manifest. None: not by the
+# manifest alone — apply writes every variant's version before it activates (VERSIONS_PRESENT), and
+# the public id is checked across the whole plan (PUBLIC_ID_FREE, in `_finish`).
+_ACTIVATION_CHECKS: dict[Check, Callable[[DesiredExperiment], bool] | None] = {
+    Check.HAS_VARIANTS: lambda d: bool(d.variants),
+    Check.WEIGHTS_POSITIVE: lambda d: all(v.weight > 0 for v in d.variants),
+    Check.VERSIONS_PRESENT: None,
+    Check.PUBLIC_ID_FREE: None,
+    Check.NOT_ARCHIVED: lambda d: not d.archived,
+}
+
+
+def _activation_problems(desired: DesiredExperiment, checks: Sequence[Check]) -> list[str]:
+    return [check.value for check in checks if (holds := _ACTIVATION_CHECKS[check]) and not holds(desired)]
 
 
 def _transition(current: str, desired: DesiredExperiment) -> Change:
@@ -128,7 +142,7 @@ def _transition(current: str, desired: DesiredExperiment) -> Change:
     if not rule.allowed:
         return Change(ChangeKind.TRANSITION, field="status", before=current, after=desired.status,
                       allowed=False, reason=rule.refusal, location=location, routing=True)
-    failed = _activation_problems(desired) if rule.checks else []
+    failed = _activation_problems(desired, rule.checks)
     reason = f"activation needs: {', '.join(failed)}" if failed else None
     return Change(ChangeKind.TRANSITION, field="status", before=current, after=desired.status,
                   allowed=not failed, reason=reason, location=location, routing=True)
@@ -146,7 +160,7 @@ def plan_create(desired: DesiredExperiment, ctx: _Context) -> list[Change]:
     )]
     changes += [
         ctx.pinned(Change(ChangeKind.ADD_VARIANT, variant=v.label, after=_variant_record(v, checks[v.label]),
-                          location=v.location), v)
+                          location=v.location, version=_new_version(v)), v)
         for v in desired.variants
     ]
     if desired.status == "active":
@@ -174,6 +188,10 @@ def _field_changes(desired: DesiredExperiment, actual: ActualExperiment, status:
     return changes
 
 
+def _new_version(variant: DesiredVariant) -> NewVersion:
+    return NewVersion(variant.upstream, variant.api_key)
+
+
 def _version_changes(
     desired: DesiredExperiment, variant: DesiredVariant, row: ActualVariant, status: str, ctx: _Context
 ) -> list[Change]:
@@ -192,7 +210,8 @@ def _version_changes(
         rotation = _rotation(desired, variant, status, routing, ctx)
         if rotation is not None:
             changes.append(rotation)
-    return [ctx.pinned(change, variant) for change in changes]
+    # Both write the same new version (one row even when a variant has both).
+    return [ctx.pinned(_with(change, row_id=row.id, version=_new_version(variant)), variant) for change in changes]
 
 
 def _rotation(desired: DesiredExperiment, variant: DesiredVariant, status: str, routing: bool,
@@ -218,20 +237,22 @@ def _variant_changes(desired: DesiredExperiment, actual: ActualExperiment, statu
     for variant, row in pairs:
         if row is None:
             added = _edit(ChangeKind.ADD_VARIANT, Edit.VARIANT_STRUCTURE, actual.status, variant.location,
-                          variant=variant.label, after=_variant_record(variant, ctx.check(desired, variant)))
+                          variant=variant.label, after=_variant_record(variant, ctx.check(desired, variant)),
+                          version=_new_version(variant))
             changes.append(ctx.pinned(added, variant))
             continue
         if row.label != variant.label:
             changes.append(_edit(ChangeKind.RENAME_VARIANT, Edit.RENAME_VARIANT, status, variant.loc("label"),
-                                 variant=variant.label, field="label", before=row.label, after=variant.label))
+                                 variant=variant.label, field="label", before=row.label, after=variant.label,
+                                 row_id=row.id))
         if row.weight != variant.weight:
             changes.append(_edit(ChangeKind.REWEIGHT_VARIANT, Edit.VARIANT_STRUCTURE, actual.status,
                                  variant.loc("weight"), variant=variant.label, field="weight",
-                                 before=row.weight, after=variant.weight))
+                                 before=row.weight, after=variant.weight, row_id=row.id))
         changes += _version_changes(desired, variant, row, status, ctx)
     changes += [
         _edit(ChangeKind.REMOVE_VARIANT, Edit.VARIANT_STRUCTURE, actual.status, desired.loc("variants"),
-              variant=row.label, before={"weight": row.weight}, after=None)
+              variant=row.label, before={"weight": row.weight}, after=None, row_id=row.id)
         for row in leftovers
     ]
     return changes
@@ -248,7 +269,7 @@ def plan_update(desired: DesiredExperiment, actual: ActualExperiment, ctx: _Cont
 def plan_removed(actual: ActualExperiment, ctx: _Context) -> tuple[list[Change], tuple[str, ...]]:
     if actual.status == "completed":
         return [Change(ChangeKind.RELEASE, before=actual.managed_name, after=None)], ()
-    if actual.status == "draft":
+    if lifecycle.edit_allowed(Edit.DELETE, actual.status):
         if ctx.prune:
             return [Change(ChangeKind.DELETE_EXPERIMENT, before="draft", after=None)], ()
         return [], ("manifest removed: this draft is deleted only with --prune",)
@@ -367,6 +388,7 @@ def _finish(
         name=name, public_model_id=d.public_model_id if d else public_id,
         experiment_id=a.id if a else None, changes=tuple(sorted(finished, key=_sort_key)),
         shares_before=_weights_shares(a.variants) if a else {}, shares_after=after_shares, notes=notes,
+        status_before=a.status if a else None,
     )
 
 

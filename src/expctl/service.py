@@ -193,7 +193,7 @@ def _apply_locked(
             if not confirm(plan):
                 raise ExpctlError("not approved: nothing was applied")
             if plan.has_changes:
-                ctx = ApplyContext({d.name: d for d in desired}, state, resolver, byok_key, audit.actor(settings.env))
+                ctx = ApplyContext(resolver, byok_key, audit.actor(settings.env))
                 # The plan's record and hash (for the audit row) are pure Python work on frozen data:
                 # a thread computes them while this one mostly waits for PostgreSQL to take the rows.
                 recording = threading.Thread(target=plan.to_record, name="plan-record", daemon=True)

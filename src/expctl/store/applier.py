@@ -1,5 +1,9 @@
-"""Applies a plan's allowed changes inside the caller's transaction, in an order that keeps every
-constraint true at every step (DESIGN §5):
+"""Executes a plan's changes inside the caller's transaction, in an order that keeps every
+constraint true at every step (docs/design.md):
+
+The applier reads only the plan: each change carries what it writes (the variant's row id, the
+new version's upstream and secret reference), each experiment its row id and the status it had
+when planned; the lifecycle table says which transitions set `started_at` / `ended_at`. Steps:
 
 1. leave routing: complete, pause, delete drafts, release bindings;
 2. experiment fields: name, description, public_model_id, unarchive, archive;
@@ -16,8 +20,9 @@ carry `WHERE id = … AND status = <expected>` and the apply aborts when a row c
 from __future__ import annotations
 
 import operator
+import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,12 +49,12 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.selectable import TableValuedAlias
 
-from expctl.crypto import encrypt_api_key, random_bytes
+from expctl.crypto import encrypt_api_key
 from expctl.errors import ConfigError, ConflictError, SecretError
-from expctl.plan import ChangeKind, ExperimentPlan, Plan
-from expctl.planner import match_variants
+from expctl.lifecycle import LEAVING_ROUTING, transition_rule
+from expctl.plan import Change, ChangeKind, ExperimentPlan, NewVersion, Plan
 from expctl.secrets import SecretResolver
-from expctl.state import ActualExperiment, ActualState, DesiredExperiment, DesiredVariant, canonical_json
+from expctl.state import canonical_json
 from expctl.store.tables import expctl_binding, model_experiment, model_experiment_variant
 from expctl.store.tables import model_experiment_variant_version as versions_table
 
@@ -59,7 +64,7 @@ VERSION_CREATED_BY = "expctl"
 
 @dataclass
 class _Batch:
-    """Rows to write, grouped by statement, filled by walking the plan once."""
+    """Rows to write, grouped by statement, filled by walking the plan's changes once."""
 
     leave_routing: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
     delete_drafts: list[str] = field(default_factory=list)
@@ -71,148 +76,133 @@ class _Batch:
     removed_variants: list[str] = field(default_factory=list)
     new_variants: list[dict[str, Any]] = field(default_factory=list)
     reweights: list[dict[str, Any]] = field(default_factory=list)
-    # (experiment name, variant, variant id) of each version to write: `version_rows` builds them.
-    new_versions: list[tuple[str, DesiredVariant, str]] = field(default_factory=list)
+    # variant id -> (what the run reports if its secret is missing, the version to write)
+    new_versions: dict[str, tuple[str, NewVersion]] = field(default_factory=dict)
     activations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
 
 @dataclass(frozen=True)
 class ApplyContext:
-    desired: Mapping[str, DesiredExperiment]
-    state: ActualState
     resolver: SecretResolver
     byok_key: bytes | None
     actor: str | None
 
 
-# The variant digit of an RFC 4122 UUID is 8, 9, a or b: the top two bits of its nibble are 10.
-_VARIANT_DIGIT = {f"{n:x}": f"{8 + (n & 3):x}" for n in range(16)}
-
-
 def new_id() -> str:
-    """A random UUID (version 4) as text, the same as `str(uuid.uuid4())` without building the
-    UUID object: an apply creating 10,000 experiments needs 50,000 of them."""
-    h = random_bytes(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:]}"
+    return str(uuid.uuid4())
 
 
-def _secret(ctx: ApplyContext, experiment: str, variant: DesiredVariant) -> tuple[bytes, str]:
+def _secret(ctx: ApplyContext, who: str, version: NewVersion) -> tuple[bytes, str]:
     """The BYOK key and the variant's secret, or why a new version cannot be written."""
     if ctx.byok_key is None:
         raise ConfigError("BYOK_ENCRYPTION_KEY is required to write api keys (new variants, hot-swaps, rotations)")
-    secret = ctx.resolver.resolve(variant.api_key)
+    secret = ctx.resolver.resolve(version.secret)
     if secret is None:
-        raise SecretError(
-            f"secret {variant.api_key.describe()} for {experiment}/{variant.label} is not available: "
-            "set it (environment variable or file) and re-run"
-        )
+        raise SecretError(f"secret {version.secret.describe()} for {who} is not available: "
+                          "set it (environment variable or file) and re-run")
     return ctx.byok_key, secret
 
 
-def _new_version(batch: _Batch, ctx: ApplyContext, experiment: str, variant: DesiredVariant, variant_id: str) -> None:
-    _secret(ctx, experiment, variant)  # a missing key or secret stops the apply before any write
-    batch.new_versions.append((experiment, variant, variant_id))
-
-
-def version_rows(ctx: ApplyContext, versions: Sequence[tuple[str, DesiredVariant, str]]) -> list[dict[str, Any]]:
+def version_rows(ctx: ApplyContext, versions: Mapping[str, tuple[str, NewVersion]]) -> list[dict[str, Any]]:
     """The rows of new versions, keys encrypted with fresh nonces; JSON columns as text, as COPY takes them."""
     created_by = ctx.actor or VERSION_CREATED_BY
-    rows = []
-    for experiment, variant, variant_id in versions:
-        encrypted = encrypt_api_key(*_secret(ctx, experiment, variant))
-        rows.append({"id": new_id(), "variant_id": variant_id, "upstream": canonical_json(variant.upstream),
-                     "encrypted_api_key": canonical_json(encrypted), "created_by": created_by})
-    return rows
-
-
-def _collect_create(batch: _Batch, ctx: ApplyContext, d: DesiredExperiment) -> None:
-    experiment_id = new_id()
-    batch.new_experiments.append({
-        "id": experiment_id, "public_model_id": d.public_model_id, "name": d.display_name,
-        "description": d.description, "status": "draft", "is_archived": d.archived,
-    })
-    batch.new_bindings.append({"name": d.name, "experiment_id": experiment_id})
-    for variant in d.variants:
-        variant_id = new_id()
-        batch.new_variants.append({"id": variant_id, "experiment_id": experiment_id, "label": variant.label,
-                                   "weight": variant.weight})
-        _new_version(batch, ctx, d.name, variant, variant_id)
-    if d.status == "active":
-        batch.activations["draft"].append(experiment_id)
+    return [{"id": new_id(), "variant_id": variant_id, "upstream": canonical_json(version.upstream),
+             "encrypted_api_key": canonical_json(encrypt_api_key(*_secret(ctx, who, version))),
+             "created_by": created_by}
+            for variant_id, (who, version) in versions.items()]
 
 
 _FIELD_COLUMNS = {"display_name": "name", "description": "description", "public_model_id": "public_model_id",
                   "archived": "is_archived"}
 
 
-def _collect_fields(batch: _Batch, plan: ExperimentPlan, a: ActualExperiment) -> None:
-    values = {
-        _FIELD_COLUMNS[c.field]: c.after for c in plan.changes
-        if c.kind in (ChangeKind.UPDATE_FIELD, ChangeKind.ARCHIVE, ChangeKind.UNARCHIVE) and c.field
-    }
-    if values:
-        expected = _status_after_leaving(plan, a)
-        batch.field_updates[tuple(sorted(values))].append({"_id": a.id, "_status": expected, **values})
+@dataclass(frozen=True)
+class _Target:
+    """The experiment a change belongs to, as apply knows it: its row id (new for a create), its
+    manifest name, and the status its field updates expect."""
+
+    id: str
+    name: str
+    expected_status: str
 
 
-def _status_after_leaving(plan: ExperimentPlan, a: ActualExperiment) -> str:
+def _create(batch: _Batch, target: _Target, change: Change) -> None:
+    after = change.after
+    batch.new_experiments.append({
+        "id": target.id, "public_model_id": after["public_model_id"], "name": after["display_name"],
+        "description": after["description"], "status": after["status"], "is_archived": after["archived"],
+    })
+    batch.new_bindings.append({"name": target.name, "experiment_id": target.id})
+
+
+def _transition(batch: _Batch, target: _Target, change: Change) -> None:
+    if change.after in LEAVING_ROUTING:
+        batch.leave_routing[(str(change.before), str(change.after))].append(target.id)
+    else:
+        batch.activations[str(change.before)].append(target.id)
+
+
+def _add_variant(batch: _Batch, target: _Target, change: Change) -> None:
+    variant_id = new_id()
+    batch.new_variants.append({"id": variant_id, "experiment_id": target.id, "label": change.variant,
+                               "weight": change.after["weight"]})
+    _new_version(batch, target, change, variant_id)
+
+
+def _new_version(batch: _Batch, target: _Target, change: Change, variant_id: str | None = None) -> None:
+    """One version per variant, even when a hot-swap and a rotation both ask for it."""
+    variant_id = variant_id or change.row_id
+    assert variant_id is not None, "a version change carries its variant's row id"
+    assert change.version is not None, "a version change carries its new version"
+    batch.new_versions[variant_id] = (f"{target.name}/{change.variant}", change.version)
+
+
+# What each kind of change adds to the batch; field updates are gathered per experiment instead.
+_COLLECT: dict[ChangeKind, Callable[[_Batch, _Target, Change], None]] = {
+    ChangeKind.CREATE_EXPERIMENT: _create,
+    ChangeKind.TRANSITION: _transition,
+    ChangeKind.DELETE_EXPERIMENT: lambda b, t, c: b.delete_drafts.append(t.id),
+    ChangeKind.RELEASE: lambda b, t, c: b.releases.append(t.name),
+    ChangeKind.RENAME_VARIANT: lambda b, t, c: b.renames.append({"_id": c.row_id, "label": c.after}),
+    ChangeKind.REWEIGHT_VARIANT: lambda b, t, c: b.reweights.append({"_id": c.row_id, "weight": c.after}),
+    ChangeKind.REMOVE_VARIANT: lambda b, t, c: b.removed_variants.append(str(c.row_id)),
+    ChangeKind.ADD_VARIANT: _add_variant,
+    ChangeKind.HOT_SWAP: _new_version,
+    ChangeKind.ROTATE_KEY: _new_version,
+}
+
+
+def _expected_status(plan: ExperimentPlan) -> str:
+    """The status an experiment's field updates find: the one it leaves routing to, if it does."""
     for change in plan.changes:
-        if change.kind is ChangeKind.TRANSITION and change.after in ("completed", "paused"):
+        if change.kind is ChangeKind.TRANSITION and change.after in LEAVING_ROUTING:
             return str(change.after)
-    return a.status
+    return plan.status_before or "draft"
 
 
-def _collect_variants(batch: _Batch, ctx: ApplyContext, plan: ExperimentPlan, d: DesiredExperiment,
-                      a: ActualExperiment) -> None:
-    pairs, leftovers = match_variants(d, a)
-    swapped = {c.variant for c in plan.changes if c.kind in (ChangeKind.HOT_SWAP, ChangeKind.ROTATE_KEY)}
-    batch.removed_variants += [row.id for row in leftovers]
-    for variant, row in pairs:
-        if row is None:
-            variant_id = new_id()
-            batch.new_variants.append({"id": variant_id, "experiment_id": a.id, "label": variant.label,
-                                       "weight": variant.weight})
-            _new_version(batch, ctx, d.name, variant, variant_id)
-            continue
-        if row.label != variant.label:
-            batch.renames.append({"_id": row.id, "label": variant.label})
-        if row.weight != variant.weight:
-            batch.reweights.append({"_id": row.id, "weight": variant.weight})
-        if variant.label in swapped:
-            _new_version(batch, ctx, d.name, variant, row.id)
-
-
-def collect(plan: Plan, ctx: ApplyContext) -> _Batch:
-    """Walks the (fully allowed) plan once and groups its writes by statement."""
+def collect(plan: Plan) -> _Batch:
+    """Walks the (fully allowed) plan's changes once and groups their writes by statement."""
     batch = _Batch()
-    bound = ctx.state.by_managed_name()
     for experiment in plan.experiments:
         if not experiment.changes:
             continue
-        d, a = ctx.desired.get(experiment.name), bound.get(experiment.name)
-        if a is None and d is not None:
-            _collect_create(batch, ctx, d)
-            continue
-        assert a is not None
+        target = _Target(experiment.experiment_id or new_id(), experiment.name, _expected_status(experiment))
+        fields: dict[str, Any] = {}
         for change in experiment.changes:
-            if change.kind is ChangeKind.TRANSITION and change.after in ("completed", "paused"):
-                batch.leave_routing[(a.status, str(change.after))].append(a.id)
-            elif change.kind is ChangeKind.TRANSITION and change.after == "active":
-                batch.activations[a.status].append(a.id)
-            elif change.kind is ChangeKind.DELETE_EXPERIMENT:
-                batch.delete_drafts.append(a.id)
-            elif change.kind is ChangeKind.RELEASE:
-                batch.releases.append(experiment.name)
-        if d is not None:
-            _collect_fields(batch, experiment, a)
-            _collect_variants(batch, ctx, experiment, d, a)
+            if change.kind in (ChangeKind.UPDATE_FIELD, ChangeKind.ARCHIVE, ChangeKind.UNARCHIVE):
+                fields[_FIELD_COLUMNS[str(change.field)]] = change.after
+            else:
+                _COLLECT[change.kind](batch, target, change)
+        if fields:
+            batch.field_updates[tuple(sorted(fields))].append(
+                {"_id": target.id, "_status": target.expected_status, **fields})
     return batch
 
 
-def _lock_touched(conn: Connection, plan: Plan, ctx: ApplyContext) -> None:
+def _lock_touched(conn: Connection, plan: Plan) -> None:
     """Locks the existing experiment rows the plan changes; aborts if one's status moved since the read."""
-    bound = ctx.state.by_managed_name()
-    expected = {a.id: a.status for e in plan.experiments if e.changes and (a := bound.get(e.name)) is not None}
+    expected = {e.experiment_id: e.status_before for e in plan.experiments
+                if e.changes and e.experiment_id is not None}
     if not expected:
         return
     query = select(E.c.id, E.c.status).where(_ids(E.c.id, sorted(expected))).order_by(E.c.id).with_for_update()
@@ -287,7 +277,7 @@ def _insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]],
 def _leave_routing(conn: Connection, batch: _Batch) -> None:
     for (before, after), ids in sorted(batch.leave_routing.items()):
         values: dict[str, Any] = {"status": after, "updated_at": func.now()}
-        if after == "completed":
+        if transition_rule(before, after).sets_ended_at:
             values["ended_at"] = func.now()
         stmt = update(E).where(_ids(E.c.id, ids), E.c.status == before).values(**values)
         result = conn.execute(stmt)
@@ -337,7 +327,7 @@ def _structure(conn: Connection, batch: _Batch, versions: Future[list[dict[str, 
 def _activate(conn: Connection, batch: _Batch) -> None:
     for before, ids in sorted(batch.activations.items()):
         values: dict[str, Any] = {"status": "active", "updated_at": func.now()}
-        if before == "draft":
+        if transition_rule(before, "active").sets_started_at:
             values["started_at"] = func.coalesce(E.c.started_at, func.now())
         result = conn.execute(update(E).where(_ids(E.c.id, ids), E.c.status == before).values(**values))
         _expect_rows(result.rowcount, len(ids), f"{before} -> active")
@@ -345,12 +335,14 @@ def _activate(conn: Connection, batch: _Batch) -> None:
 
 def execute(conn: Connection, plan: Plan, ctx: ApplyContext) -> None:
     """Runs every step inside the caller's transaction; the caller commits or rolls back."""
-    batch = collect(plan, ctx)
+    batch = collect(plan)
+    if batch.new_versions:
+        _secret(ctx, *next(iter(batch.new_versions.values())))  # no BYOK key: stop before any write
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="expctl-versions") as pool:
         # Encrypting keys and building version rows is pure work on data nothing else changes: a
         # thread does it while this one waits for PostgreSQL to take the earlier steps' rows.
         versions = pool.submit(version_rows, ctx, batch.new_versions)
-        _lock_touched(conn, plan, ctx)
+        _lock_touched(conn, plan)
         _leave_routing(conn, batch)
         _fields(conn, batch)
         _structure(conn, batch, versions)
