@@ -3,9 +3,9 @@
 What any plan must do at the least, done as cheaply as Python allows: list the manifest files,
 read them, parse them with PyYAML's C loader (`yaml.load_all` with `CSafeLoader`: no positions,
 no validation), and run the three SELECTs of `expctl.store.reader` raw on psycopg in one read-only
-transaction, fetching every row. It imports only yaml and psycopg and, like `expctl`'s entry
-point, runs with the cyclic garbage collector off. Prints its phases as JSON; the runner measures
-the whole process from outside, like the `expctl` commands.
+transaction, fetching every row. It imports only yaml and psycopg and runs with the cyclic garbage
+collector off (the least any reader must pay; `expctl` itself leaves it on). Prints its phases as
+JSON; the runner measures the whole process from outside, like the `expctl` commands.
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 
 import pytest
@@ -194,20 +193,3 @@ def test_fingerprint() -> None:
     assert fp[7:] != hashlib.sha256(CANARY.encode()).hexdigest()[:12]
     assert fp[7:] == hashlib.sha256(b"expctl-fingerprint-v1\0" + CANARY.encode()).hexdigest()[:12]
 
-
-def test_random_bytes_are_never_shared_with_a_forked_child() -> None:
-    from expctl.crypto import random_bytes
-
-    random_bytes(16)  # the pool now holds a block the child inherits
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.write(write, random_bytes(16))
-        os._exit(0)
-    os.waitpid(pid, 0)
-    from_child = os.read(read, 16)
-    os.close(read)
-    os.close(write)
-    assert len(from_child) == 16
-    assert from_child != random_bytes(16)  # what this process hands out next
-    assert len({random_bytes(12) for _ in range(2000)}) == 2000  # across block refills too

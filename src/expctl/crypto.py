@@ -15,7 +15,6 @@ import binascii
 import hashlib
 import hmac
 import os
-import threading
 from collections.abc import Mapping
 from functools import lru_cache
 
@@ -117,38 +116,9 @@ def _encrypt_with_nonce(key: bytes, nonce: bytes, plaintext: str) -> dict[str, s
     return {"iv": _b64(nonce), "data": _b64(ciphertext), "authTag": _b64(tag)}
 
 
-class _RandomPool:
-    """`os.urandom`, read a block at a time: an apply creating 10,000 experiments needs 70,000
-    nonces and ids, and one system call each cost a tenth of a second. A forked child drops the
-    block it inherited, so no two processes ever hand out the same bytes."""
-
-    BLOCK = 4096
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._block = b""
-        self._used = 0
-        os.register_at_fork(after_in_child=self._drop)
-
-    def _drop(self) -> None:
-        self._lock = threading.Lock()  # a thread of the parent may have held it at the fork
-        self._block, self._used = b"", 0
-
-    def take(self, count: int) -> bytes:
-        with self._lock:
-            if self._used + count > len(self._block):
-                self._block, self._used = os.urandom(max(self.BLOCK, count)), 0
-            start = self._used
-            self._used += count
-            return self._block[start:self._used]
-
-
-random_bytes = _RandomPool().take
-
-
 def encrypt_api_key(key: bytes, plaintext: str) -> dict[str, str]:
     """Encrypt `plaintext` into the gateway's `encrypted_api_key` JSON shape."""
-    return _encrypt_with_nonce(key, random_bytes(NONCE_BYTES), plaintext)
+    return _encrypt_with_nonce(key, os.urandom(NONCE_BYTES), plaintext)
 
 
 def _decode_field(payload: Mapping[str, object], field: str) -> bytes:

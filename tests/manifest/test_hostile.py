@@ -235,3 +235,12 @@ def test_a_file_longer_than_its_fstat_size_is_read_whole_or_refused(tmp_path: Pa
         assert_clean(result)
     else:
         assert [p.code for p in result.problems] == ["E107"]
+
+
+@pytest.mark.parametrize("variants", ["true", "1", "'text'", "{label: x}"])
+def test_variants_that_are_not_a_list_are_located_not_a_crash(variants: str) -> None:
+    text = ("apiVersion: expctl/v1\nkind: ModelExperiment\nname: x\npublic_model_id: p/x\ndisplay_name: X\n"
+            f"variants: {variants}\n")
+    result = load_bytes(text.encode())
+    assert result.experiments == ()
+    assert [p.location.line for p in result.problems] == [6]

@@ -112,10 +112,10 @@ def test_a_whole_directory_reports_what_an_uncapped_loader_would(tmp_path: Path,
         "a.yaml": SHAPES["mixed"](), "b.yaml": hostile.densest(4_000), "c.yaml": hostile.unknown_variant(50),
         "d.yaml": hostile.key_like_strings(150), "e.yaml": hostile.duplicate_keys(120),
     })
-    capped = load_directory(directory, workers=1)
+    capped = load_directory(directory)
     monkeypatch.setattr(load, "problems_from_validation",
                         lambda err, doc, **options: problems_from_validation(err, doc, **{**options, "limit": None}))
-    uncapped = load_directory(directory, workers=1)
+    uncapped = load_directory(directory)
     assert not any(isinstance(p, MoreProblems) for p in uncapped.problems)
     assert any(isinstance(p, MoreProblems) for p in capped.problems)
     for fmt, render in PROBLEM_RENDERERS.items():

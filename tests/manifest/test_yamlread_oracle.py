@@ -71,3 +71,29 @@ def test_location_of_walks_up_to_the_closest_known_position() -> None:
     assert doc.location_of(("a", "b", 7, "x")) == Location("m.yaml", 2, 6)
     assert doc.location_of(("a", "b"), prefer_key=True) == Location("m.yaml", 2, 3)
     assert doc.location_of(("nowhere",)) == Location("m.yaml", 1, 1)
+
+
+def test_documents_start_at_their_directive_marker_or_first_node() -> None:
+    text = "# c\na: 1\n---\nb: 2\n...\n%YAML 1.1\n---\nc: 3\n--- 4\n"
+    documents, problems = parse_documents("m.yaml", text)
+    assert problems == []
+    assert [(d.start.line, d.start.col) for d in documents] == [(2, 1), (3, 1), (6, 1), (9, 1)]
+
+
+def test_the_first_problem_in_the_file_is_the_one_reported() -> None:
+    # Read in document order: a later anchor, alias or syntax error does not hide an earlier problem.
+    _, problems = parse_documents("m.yaml", "a: !custom x\nb: &anchor y\nc: *anchor\n")
+    assert [(p.code, p.location.line) for p in problems] == [("E104", 1)]
+    _, problems = parse_documents("m.yaml", "a: 1\na: 2\nb: &anchor [1]\nc: [\n")
+    assert [(p.code, p.location.line) for p in problems] == [("E102", 2), ("E103", 3)]
+    _, problems = parse_documents("m.yaml", "a: 1\na: 2\nb: [\n")
+    assert [p.code for p in problems] == ["E102", "E101"]
+
+
+def test_keys_that_are_not_plain_scalars_are_refused() -> None:
+    for text, code in [("? [a]\n: 1\n", "E101"), ("? {a: 1}\n: 1\n", "E101"), ("a: &k 1\n*k : 2\n", "E103"),
+                       ("&k a: 1\n", "E103"), ("<<: {a: 1}\n", "E104"), ("!t a: 1\n", "E104")]:
+        _, problems = parse_documents("m.yaml", text)
+        assert [p.code for p in problems] == [code], text
+    (doc,), problems = parse_documents("m.yaml", "1: a\nyes: b\n~: c\n")
+    assert problems == [] and doc.data == {"1": "a", "True": "b", "None": "c"}

@@ -1,7 +1,7 @@
 """`expctl plan`, `expctl apply` and `expctl reconcile`.
 
 The database and Redis side (`expctl.service` and what it imports: SQLAlchemy, psycopg, redis) is
-imported by this process while forked workers already read the manifests, which do not need it.
+imported once the manifests are read and valid: invalid manifests are reported without it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 
 import click
 
-from expctl import parallel
 from expctl.cli.options import connection_options, dir_option, open_settings
 from expctl.errors import ConfigError, ExitCode, PlanFileError
 from expctl.manifest.load import load_desired
@@ -41,14 +40,12 @@ def _write_atomic(path: Path, content: str) -> None:
 
 
 def _service() -> ModuleType:
-    """The service layer, and the Redis client it reaches through `Settings.cache()`."""
-    importlib.import_module("expctl.cache")
+    """The service layer, imported only once the manifests are valid (see the module docstring)."""
     return importlib.import_module("expctl.service")
 
 
 def _load(settings: Settings) -> tuple[DesiredExperiment, ...]:
-    """The validated manifests; this process imports the service layer while workers read them."""
-    return load_desired(settings.manifest_dir, meanwhile=_service, policy=settings.secret_policy())
+    return load_desired(settings.manifest_dir, policy=settings.secret_policy())
 
 
 def _make_plan(settings: Settings, prune: bool) -> Plan:
@@ -114,42 +111,19 @@ def _warn_deferred(plan: Plan) -> None:
                    "BYOK_ENCRYPTION_KEY and the secrets are available.", err=True)
 
 
-# From this many changes on, an auto-approved apply prints its plan from a forked child while it
-# goes on writing (the text of 10,000 new experiments takes about as long as their COPY).
-BACKGROUND_PLAN_MIN_CHANGES = 2_000
-
-
 class _PlanPrinter:
-    """Prints the plan an apply shows: in the background when nothing waits for the reader."""
+    """Shows the plan an apply is about to execute and asks for 'yes' unless auto-approved."""
 
     def __init__(self, auto_approve: bool) -> None:
         self.auto_approve = auto_approve
-        self._background: parallel.Background | None = None
-
-    def _in_background(self, plan: Plan) -> bool:
-        if parallel.worker_count() < 2 or plan.summary()["total"] < BACKGROUND_PLAN_MIN_CHANGES:
-            return False
-        try:
-            sys.stdout.fileno()
-        except (AttributeError, OSError, ValueError):  # not a real file (e.g. a test runner's buffer)
-            return False
-        return True
 
     def confirm(self, plan: Plan) -> bool:
-        if self.auto_approve and self._in_background(plan):
-            self._background = parallel.Background(lambda: click.echo(_render(plan, "text"), nl=False))
-            return True
         click.echo(_render(plan, "text"), nl=False)
         if not plan.has_changes or self.auto_approve:
             return True
         click.echo("")
         answer = click.prompt("Apply these changes? Only 'yes' is accepted", default="", show_default=False)
         return bool(answer.strip() == "yes")
-
-    def finish(self, interrupted: bool) -> None:
-        """The plan is out before anything else is printed; after Ctrl-C it is not printed again."""
-        if self._background is not None:
-            self._background.finish(redo=not interrupted)
 
 
 def _check_approval_possible(auto_approve: bool) -> None:
@@ -170,15 +144,12 @@ def _run_apply(settings: Settings, prune: bool, auto_approve: bool, saved: dict[
                command: str) -> int:
     desired = _load(settings)
     service = _service()
-    printer = _PlanPrinter(auto_approve)
     try:
-        outcome = service.apply(settings, prune=prune, confirm=printer.confirm, saved=saved, command=command,
-                                desired=desired)
+        outcome = service.apply(settings, prune=prune, confirm=_PlanPrinter(auto_approve).confirm, saved=saved,
+                                command=command, desired=desired)
     except service.PlanRefused as refused:
         click.echo(_render(refused.plan, "text"), nl=False)
         raise
-    finally:
-        printer.finish(interrupted=isinstance(sys.exc_info()[1], KeyboardInterrupt))
     if outcome.applied:
         counts = outcome.plan.summary()
         click.echo(f"Applied {counts['total']} change(s) in one transaction (plan {outcome.plan.plan_id[:19]}).")

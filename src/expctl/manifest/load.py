@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import ValidationError
 
-from expctl import parallel
 from expctl.errors import Location, ManifestError, Problem
-from expctl.manifest import rules, wire
+from expctl.manifest import rules
 from expctl.manifest.model import FromEnv, Manifest
 from expctl.manifest.pydantic_problems import problems_from_validation
 from expctl.manifest.secretscan import find_key_like, text_may_hold_keys
-from expctl.manifest.subjects import desired_rule_subject, rule_subject
+from expctl.manifest.subjects import rule_subject
 from expctl.manifest.yamlread import Document, parse_documents
 from expctl.secret_policy import SecretPolicy, is_reserved_env
 from expctl.secrets import SecretRef
@@ -149,83 +148,39 @@ def read_text(path: Path) -> tuple[str | None, list[Problem]]:
     return text.removeprefix("\ufeff"), []
 
 
-# Below this many files per process, forking costs more than it saves.
-MIN_FILES_PER_WORKER = 250
-
-
-@dataclass(frozen=True)
-class _Loaded:
-    """What loading some files yields: picklable, so a forked worker can send it back (pickled
-    through `wire`'s flat form, several times faster than the objects themselves)."""
-
-    experiments: list[DesiredExperiment]
-    # In document order; an int stands for `desired_rule_subject(experiments[i])`, which the
-    # parent builds instead of receiving it.
-    subjects: list[rules.RuleSubject | int]
-    problems: list[Problem]
-
-    def __reduce__(self) -> str | tuple[Any, ...]:
-        flat = wire.encode(self.experiments, self.subjects)
-        if flat is None:
-            return _Loaded, (self.experiments, self.subjects, self.problems)
-        return _unflatten, (flat, self.problems)
-
-
-def _unflatten(flat: bytes, problems: list[Problem]) -> _Loaded:
-    return _Loaded(*wire.decode(flat), problems)
-
-
-def _load_files(paths: Sequence[Path], policy: SecretPolicy | None = None) -> _Loaded:
-    loaded = _Loaded([], [], [])
-    policy = policy or SecretPolicy.default()
-    for path in paths:
-        read, file_problems = _read_file(path, policy)
-        loaded.problems.extend(file_problems)
-        for doc, experiment in read:
-            if experiment is not None:
-                loaded.experiments.append(experiment)
-                if doc.value_locations.get(()) == doc.start:
-                    loaded.subjects.append(len(loaded.experiments) - 1)
-                    continue
-            subject = rule_subject(doc)
-            if subject is not None:
-                loaded.subjects.append(subject)
-    return loaded
-
-
-def load_directory(directory: Path, workers: int | None = None, files_per_worker: int = MIN_FILES_PER_WORKER,
-                   meanwhile: Callable[[], object] | None = None, policy: SecretPolicy | None = None) -> LoadResult:
-    """Every manifest under `directory`, validated; the files are shared among up to `workers`
-    processes (default: one per usable core), each taking at least `files_per_worker`. This
-    process runs `meanwhile` (if given) while the others start reading. `policy` says where
-    secret references may point (default: `SecretPolicy.default()`, no `expctl.toml` roots); it
-    is plain data, so the forked workers get it as it is."""
-    files, problems = discover(directory)
+def _load_files(paths: Sequence[Path], policy: SecretPolicy,
+                ) -> tuple[list[DesiredExperiment], list[rules.RuleSubject], list[Problem]]:
+    """The experiments, what the cross-file rules read of every document, and every problem."""
     experiments: list[DesiredExperiment] = []
     subjects: list[rules.RuleSubject] = []
-    policy = policy or SecretPolicy.default()
+    problems: list[Problem] = []
+    for path in paths:
+        read, file_problems = _read_file(path, policy)
+        problems.extend(file_problems)
+        for doc, experiment in read:
+            if experiment is not None:
+                experiments.append(experiment)
+            subject = rule_subject(doc)
+            if subject is not None:
+                subjects.append(subject)
+    return experiments, subjects, problems
 
-    def load_chunk(paths: Sequence[Path]) -> _Loaded:
-        return _load_files(paths, policy)
 
-    for loaded in parallel.map_chunks(load_chunk, files, workers=workers or parallel.worker_count(),
-                                      min_chunk=files_per_worker, meanwhile=meanwhile):
-        subjects.extend(desired_rule_subject(loaded.experiments[s]) if isinstance(s, int) else s
-                        for s in loaded.subjects)
-        experiments.extend(loaded.experiments)
-        problems.extend(loaded.problems)
-    cross = rules.cross_manifest_problems(subjects)
-    if cross:
-        # A manifest set that breaks a cross-file rule is not applied at all.
-        problems.extend(cross)
+def load_directory(directory: Path, policy: SecretPolicy | None = None) -> LoadResult:
+    """Every manifest under `directory`, validated. `policy` says where secret references may
+    point (default: `SecretPolicy.default()`, no `expctl.toml` roots)."""
+    files, problems = discover(directory)
+    experiments, subjects, file_problems = _load_files(files, policy or SecretPolicy.default())
+    problems.extend(file_problems)
+    # A manifest set that breaks a cross-file rule is not applied at all.
+    problems.extend(rules.cross_manifest_problems(subjects))
     return LoadResult(tuple(experiments), tuple(sorted(problems, key=Problem.sort_key)),
                       tuple(str(f) for f in files))
 
 
-def load_desired(directory: Path, meanwhile: Callable[[], object] | None = None,
-                 policy: SecretPolicy | None = None) -> tuple[DesiredExperiment, ...]:
+def load_desired(directory: Path, policy: SecretPolicy | None = None) -> tuple[DesiredExperiment, ...]:
     """`load_directory`'s experiments; any problem raises `ManifestError` with all of them."""
-    result = load_directory(directory, meanwhile=meanwhile, policy=policy)
+    result = load_directory(directory, policy=policy)
     if result.problems:
         raise ManifestError(list(result.problems))
     return result.experiments
