@@ -1,8 +1,8 @@
 """`python -m bench`: scale figures for validate, plan and apply at N = 100, 1,000 and 10,000.
 
-Starts its own throwaway PostgreSQL (`expctl.servers.PostgresServer(fast=True)`: fsync, full page
-writes and synchronous commit off, so commits cost what they cost on a fast disk) and Redis on
-127.0.0.1, and for each N:
+Starts its own throwaway PostgreSQL (`tests.servers.PostgresServer`: fsync, full page writes and
+synchronous commit off, so commits cost what they cost on a fast disk) and Redis on 127.0.0.1, and
+for each N:
 
 - writes N manifests (and a copy where one experiment in ten changed) into a temporary directory,
 - seeds a database with the same N experiments via COPY (for the plans),
@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,9 +36,9 @@ import psycopg
 import redis
 from psycopg import sql
 from sqlalchemy.dialects import postgresql
+from tests.servers import PostgresServer, RedisServer
 
 from bench import baseline, generate
-from expctl.servers import PostgresServer, RedisServer
 from expctl.store import reader
 from expctl.store.db import connect, init_schema
 
@@ -47,9 +47,6 @@ DEFAULT_SIZES = (100, 1_000, 10_000)
 MEMBERSHIP_KEY = "ai-gateway.model-experiments:experimented-public-ids"
 WRITE_COMMANDS = frozenset({"set", "del", "unlink", "setex", "mset", "expire", "hset", "hdel"})
 TEMPLATE_DB = "bench_template"
-# The same commands with the manifest loading kept in one process (EXPCTL_WORKERS=1), for comparison.
-ONE_PROCESS_PLAN = "plan (no changes), 1 process"
-ONE_PROCESS_APPLY = "apply (create all), 1 process"
 EXPCTL = [sys.executable, "-c", "import sys; from expctl.cli import main; sys.exit(main())"]
 PROBE = [sys.executable, "-m", "bench.probe"]
 
@@ -175,12 +172,11 @@ class Bench:
         return [*out, "--database-url", db, "--redis-url", self.rd.url]
 
     def measure(self, step: Step, args: list[str], prepare: Callable[[], None] = lambda: None,
-                check: Callable[[ProcessRun], None] = lambda run: None, probe: bool = True,
-                env: Mapping[str, str] | None = None) -> None:
+                check: Callable[[ProcessRun], None] = lambda run: None, probe: bool = True) -> None:
         """`repeat` timed runs of `expctl ARGS`, then (with `probe`) one counted run."""
         for _ in range(self.repeat):
             prepare()
-            run = run_process([*EXPCTL, *args], {**self.env, **(env or {})}, self.workdir)
+            run = run_process([*EXPCTL, *args], self.env, self.workdir)
             check(run)
             step.add(run)
         if not probe:
@@ -240,12 +236,6 @@ class Bench:
                      check=lambda run: _expect(run.code == 0 and "No changes" in run.stdout, "plan", run))
         steps.append(plan)
 
-        plan_serial = Step(ONE_PROCESS_PLAN, n)
-        self.measure(plan_serial, self.expctl_args("plan", db=seeded, manifests=unchanged), prepare=set_membership,
-                     check=lambda run: _expect(run.code == 0 and "No changes" in run.stdout, "plan", run),
-                     probe=False, env={"EXPCTL_WORKERS": "1"})
-        steps.append(plan_serial)
-
         plan_changed = Step("plan (10% changed)", n)
         self.measure(plan_changed, self.expctl_args("plan", db=seeded, manifests=changed), prepare=set_membership,
                      check=lambda run: _expect(run.code == 0 and "No changes" not in run.stdout, "plan 10%", run))
@@ -267,9 +257,6 @@ class Bench:
         args = self.expctl_args("reconcile", "--auto-approve", db="", manifests=unchanged)
         self.measure(apply, args, prepare=fresh, check=created)
         steps.append(apply)
-        apply_serial = Step(ONE_PROCESS_APPLY, n)
-        self.measure(apply_serial, args, prepare=fresh, check=created, probe=False, env={"EXPCTL_WORKERS": "1"})
-        steps.append(apply_serial)
 
         noop = Step("reconcile (no-op)", n)
         self.measure(noop, self.expctl_args("reconcile", "--auto-approve", db=target["url"], manifests=unchanged),
@@ -341,18 +328,13 @@ def ratios(steps: Sequence[Step]) -> dict[str, Any]:
         plan, floor = by.get(("plan (no changes)", n)), by.get(("floor", n))
         apply, bare = by.get(("apply (create all)", n)), by.get(("bare insert (executemany)", n))
         copy = by.get(("bare insert (COPY)", n))
-        plan_serial, apply_serial = by.get((ONE_PROCESS_PLAN, n)), by.get((ONE_PROCESS_APPLY, n))
         entry: dict[str, Any] = {}
         if plan and floor:
             entry["plan_to_floor_ratio"] = round(plan.wall_s / floor.wall_s, 2)
-        if plan_serial and floor:
-            entry["plan_to_floor_ratio_one_process"] = round(plan_serial.wall_s / floor.wall_s, 2)
         if apply and bare:
             entry["apply_to_bare_insert_ratio"] = round(apply.wall_s / bare.wall_s, 2)
             if apply.sql_detail.get("sql_seconds") is not None:
                 entry["apply_sql_time_to_bare_insert_ratio"] = round(apply.sql_detail["sql_seconds"] / bare.wall_s, 2)
-        if apply_serial and bare:
-            entry["apply_to_bare_insert_ratio_one_process"] = round(apply_serial.wall_s / bare.wall_s, 2)
         if apply and copy:
             entry["apply_to_copy_ratio"] = round(apply.wall_s / copy.wall_s, 2)
         entry["peak_memory_mb"] = round(max(s.maxrss_mb for s in steps if s.n == n), 1)
@@ -378,7 +360,7 @@ def report(steps: Sequence[Step]) -> str:
 
 @contextmanager
 def servers(workdir: Path) -> Iterator[tuple[PostgresServer, RedisServer]]:
-    with PostgresServer(workdir / "pgdata", fast=True, ephemeral=True) as pg, RedisServer(workdir / "redis") as rd:
+    with PostgresServer() as pg, RedisServer(workdir / "redis") as rd:
         yield pg, rd
 
 
@@ -409,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.json:
         options.json.write_text(json.dumps({
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-            "postgres": "expctl.servers.PostgresServer(fast=True): fsync, full_page_writes, synchronous_commit off",
+            "postgres": "tests.servers.PostgresServer: fsync, full_page_writes, synchronous_commit off",
             "repeat": options.repeat, "steps": [asdict(s) for s in steps], "ratios": ratios(steps),
         }, indent=2))
     return 0

@@ -1,4 +1,4 @@
-"""Pytest fixtures for throwaway PostgreSQL and Redis servers (see ``expctl.servers``).
+"""Pytest fixtures for throwaway PostgreSQL and Redis servers on 127.0.0.1 (see ``tests.servers``).
 
 Set ``TEST_DATABASE_URL`` / ``TEST_REDIS_URL`` to use existing servers instead of
 starting throwaway ones.
@@ -14,19 +14,19 @@ from pathlib import Path
 import pytest
 
 from expctl.crypto import BYOK_ENV
-from expctl.servers import PostgresEndpoint, PostgresServer, RedisEndpoint, RedisServer
 from expctl.store.db import connect, init_schema
+from tests.servers import PostgresEndpoint, PostgresServer, RedisEndpoint, RedisServer
 from tests.workspace import Workspace
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresEndpoint]:
+def pg_server() -> Iterator[PostgresEndpoint]:
     """A PostgreSQL server for the whole session: ``.url``, ``.create_database(name)``."""
     external = os.environ.get("TEST_DATABASE_URL")
     if external:
         yield PostgresEndpoint(external)
         return
-    with PostgresServer(tmp_path_factory.mktemp("pg") / "data", fast=True, ephemeral=True) as server:
+    with PostgresServer() as server:
         yield server
 
 

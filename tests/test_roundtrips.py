@@ -24,7 +24,7 @@ import redis.connection
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from expctl.servers import PostgresEndpoint
+from tests.servers import PostgresEndpoint
 from tests.workspace import UPSTREAM_A, UPSTREAM_B, Workspace, manifest
 
 SMALL, LARGE = 5, 50

@@ -33,7 +33,6 @@ import psycopg
 import pytest
 import redis
 
-from expctl.servers import PostgresEndpoint
 from expctl.store.db import APPLY_LOCK_KEY
 from tests.reliability.helpers import (
     advisory_locks,
@@ -51,6 +50,7 @@ from tests.reliability.helpers import (
     wait_backends_gone,
     wait_for,
 )
+from tests.servers import PostgresEndpoint
 from tests.workspace import UPSTREAM_A, Workspace, manifest
 
 pytestmark = pytest.mark.reliability

@@ -8,7 +8,6 @@ Each fault must end the run with a clear message (asserted), the exit code of th
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,6 @@ import expctl.cache
 import expctl.cli.cmd_plan
 import expctl.service
 from expctl.plan import Plan
-from expctl.servers import PostgresServer, RedisEndpoint, RedisServer, ServerError, free_port
 from expctl.settings import Settings
 from expctl.store.db import APPLY_LOCK_KEY
 from tests.reliability.helpers import (
@@ -40,6 +38,7 @@ from tests.reliability.helpers import (
     sql,
     wait_for,
 )
+from tests.servers import PostgresServer, RedisEndpoint, RedisServer
 from tests.workspace import MEMBERSHIP_KEY, Workspace, manifest
 
 pytestmark = pytest.mark.reliability
@@ -56,17 +55,11 @@ def manifests() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def restartable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    """A PostgreSQL of this module's own, on a fixed port, so it can be stopped and started again
-    (not ephemeral: a stop must keep the data; it is removed at the end)."""
-    server = PostgresServer(tmp_path_factory.mktemp("restartable") / "data", fast=True, ephemeral=False,
-                            port=free_port())
-    try:
-        with server:
-            yield server
-    finally:
-        with contextlib.suppress(ServerError):
-            shutil.rmtree(server.real_data_dir, ignore_errors=True)
+def restartable() -> Iterator[PostgresServer]:
+    """A PostgreSQL of this module's own, so it can be stopped and started again (on the same data and
+    port); its data is removed at the end."""
+    with PostgresServer() as server:
+        yield server
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ import redis
 
 from expctl.cli import run
 from expctl.crypto import encrypt_api_key
-from expctl.servers import RedisEndpoint, RedisServer
 from expctl.settings import Settings
 from tests.reliability.helpers import (
     BYOK,
@@ -37,6 +36,7 @@ from tests.reliability.helpers import (
     spawn,
     sql,
 )
+from tests.servers import RedisEndpoint, RedisServer
 from tests.workspace import BYOK_B64, Result, Workspace, manifest
 
 pytestmark = pytest.mark.reliability

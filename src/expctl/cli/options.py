@@ -96,9 +96,7 @@ def open_settings(
     from expctl.local import local_instance  # noqa: PLC0415 - only local runs pay for it
 
     with local_instance(Path.cwd()) as local:
-        where = "" if local.postgres_data_dir.is_relative_to(local.state_dir) else \
-            f"; PostgreSQL data in {local.postgres_data_dir}"
-        click.echo(f"expctl: using the embedded local PostgreSQL and Redis under {local.state_dir}{where} "
+        click.echo(f"expctl: using the embedded local PostgreSQL and Redis under {local.state_dir} "
                    "(no DATABASE_URL given; stopped when this command ends)", err=True)
         env.setdefault("BYOK_ENCRYPTION_KEY", local.byok_key)
         yield Settings(manifest_dir or Path(DEFAULT_DIR), local.database_url, redis_urls or (local.redis_url,),
