@@ -1,4 +1,5 @@
-"""`expctl simulate` against a real PostgreSQL, checked by an independent re-implementation of §1.6."""
+"""`expctl simulate` against a real PostgreSQL, checked by an independent re-implementation of the
+variant pick (docs/design.md#variant-pick)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ FAKE_KEY = {"iv": "AAAAAAAAAAAAAAAA", "data": "AA==", "authTag": "AAAAAAAAAAAAAA
 
 
 def reference_pick(experiment_id: str, variants: list[tuple[str, str, int]], subject: str) -> tuple[str, int]:
-    """DESIGN §1.6, written independently: (label, bucket)."""
+    """docs/design.md#variant-pick, written independently: (label, bucket)."""
     kind, _, value = subject.partition(":")
     seed = f"model_exp_{experiment_id}_{kind}_{value}".encode()
     total = sum(w for _, _, w in variants)

@@ -1,4 +1,5 @@
-"""The gateway's deterministic variant pick (DESIGN §1.6), for `expctl simulate` and plan shares.
+"""The gateway's deterministic variant pick (docs/design.md#variant-pick), for `expctl simulate` and
+plan shares.
 
 Pure and stdlib-only (part of the core layer): the same subject always lands in the same variant
 as long as the experiment id, the variant ids and the weights are unchanged.

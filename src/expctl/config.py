@@ -3,8 +3,9 @@
 Optional: without it everything works with the built-in defaults. It is read with `tomllib`,
 validated by a strict pydantic model (unknown keys are errors) and by the secret-source policy,
 and every problem is reported at once as `expctl.toml:line:col: CODE message` with a hint (codes
-E500-E505, README "Configuration"). New sections are added as fields of `_ConfigFile` and
-`ProjectConfig`; the locating and reporting need no change.
+E500-E505: their titles and default hints are in `expctl.codes`, README "Configuration" lists
+them). New sections are added as fields of `_ConfigFile` and `ProjectConfig`; the locating and
+reporting need no change.
 
 ```toml
 [secrets]
@@ -29,6 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from expctl.codes import problem
 from expctl.errors import ConfigError, Location, Problem
 from expctl.secret_policy import SecretPolicy
 from expctl.tomlpos import Key, key_positions, locate
@@ -93,20 +95,19 @@ def _read(path: Path, shown: str) -> str | Problem:
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
-                return Problem("E500", start, "the configuration is not a regular file", "point it at a TOML file")
+                return problem("E500", start, "the configuration is not a regular file", "point it at a TOML file")
             raw = os.read(fd, MAX_CONFIG_BYTES + 1)
         finally:
             os.close(fd)
     except OSError as err:
-        return Problem("E500", start, f"cannot read the configuration: {err.strerror or type(err).__name__}",
-                       "check the path given with --config or EXPCTL_CONFIG")
+        return problem("E500", start, f"cannot read the configuration: {err.strerror or type(err).__name__}")
     if len(raw) > MAX_CONFIG_BYTES:
-        return Problem("E500", start, "the configuration is over 1 MiB", "it holds a few settings; check the file")
+        return problem("E500", start, "the configuration is over 1 MiB", "it holds a few settings; check the file")
     try:
         return raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
-        return Problem("E500", Location(shown, line, 1), "the configuration is not valid UTF-8", "save it as UTF-8")
+        return problem("E500", Location(shown, line, 1), "the configuration is not valid UTF-8", "save it as UTF-8")
 
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
@@ -123,8 +124,7 @@ def _syntax_problem(err: tomllib.TOMLDecodeError, text: str, shown: str) -> Prob
         lines = text.splitlines() or [""]
         line, col = len(lines), len(lines[-1]) + 1
     message = _TOML_AT_END.sub("", _TOML_POSITION.sub("", message))
-    return Problem("E501", Location(shown, line, col), f"TOML syntax error: {message}",
-                   "fix the syntax (https://toml.io); strings need quotes")
+    return problem("E501", Location(shown, line, col), f"TOML syntax error: {message}")
 
 
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
@@ -161,10 +161,9 @@ def _shape_problems(err: ValidationError, where: _Where) -> list[Problem]:
             scope = f"in [{_dotted(path[:-1])}]" if path[:-1] else "at the top level"
             known = _known_keys(path[:-1])
             problems.append(where.problem("E502", path, f"unknown key {path[-1]!r} {scope}",
-                                          f"known here: {', '.join(known)}" if known else "remove it"))
+                                          f"known here: {', '.join(known)}" if known else None))
         else:
-            problems.append(where.problem("E503", path, f"{_dotted(path)}: {error['msg']}",
-                                          "see README, Configuration, for the expected types"))
+            problems.append(where.problem("E503", path, f"{_dotted(path)}: {error['msg']}"))
     return problems
 
 
@@ -173,8 +172,9 @@ class _Where:
     shown: str
     positions: dict[Key, tuple[int, int]]
 
-    def problem(self, code: str, path: Key, message: str, hint: str) -> Problem:
-        return Problem(code, Location(self.shown, *locate(self.positions, path)), message, hint)
+    def problem(self, code: str, path: Key, message: str, hint: str | None = None) -> Problem:
+        """A problem at `path`; without `hint`, the code's default (`expctl.codes`)."""
+        return problem(code, Location(self.shown, *locate(self.positions, path)), message, hint)
 
 
 _ENV_KEY = re.compile(r"env:[A-Za-z_][A-Za-z0-9_]*")
@@ -184,18 +184,17 @@ _HOST_PATTERN = re.compile(rf"(?:\*\.{_LABEL}(?:\.{_LABEL})+|{_LABEL}(?:\.{_LABE
 
 def _root_problems(roots: Any, policy: SecretPolicy, where: _Where) -> list[Problem]:
     problems = []
-    hint = "name a folder that holds only api key files, e.g. /etc/expctl/secrets or secrets"
     for index, root in enumerate(roots if isinstance(roots, list) else []):
         if not isinstance(root, str):
             continue  # reported by the model
         path = ("secrets", "file_roots", index)
         if not root or ".." in PurePosixPath(root).parts:
-            problems.append(where.problem("E504", path, "a file root must be a non-empty path without '..'", hint))
+            problems.append(where.problem("E504", path, "a file root must be a non-empty path without '..'"))
             continue
         absolute = policy.repo_root / root
         why = policy.root_problem(root) or policy.root_problem(os.path.realpath(absolute))
         if why is not None:
-            problems.append(where.problem("E504", path, f"file root {why}", hint))
+            problems.append(where.problem("E504", path, f"file root {why}"))
     return problems
 
 
@@ -211,8 +210,7 @@ def _pin_problems(pins: Any, where: _Where) -> list[Problem]:
                                           "list the hosts the secret may be sent to, or remove the pin"))
         for index, pattern in enumerate(patterns if isinstance(patterns, list) else []):
             if isinstance(pattern, str) and not _HOST_PATTERN.fullmatch(pattern.lower()):
-                problems.append(where.problem("E505", (*path, index), "not a host name pattern",
-                                              "write a host (api.example.com) or *.domain (*.example.com)"))
+                problems.append(where.problem("E505", (*path, index), "not a host name pattern"))
     return problems
 
 

@@ -1,6 +1,6 @@
 """Located problems and typed errors.
 
-Every error a user can cause carries its exit code (DESIGN §4); the CLI is the one place that turns
+Every error a user can cause carries its exit code (docs/design.md#exit-codes); the CLI is the one place that turns
 them into process exit codes. Messages never contain secret values.
 """
 
@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 
 class ExitCode(IntEnum):
-    """Process exit codes of DESIGN §4."""
+    """Process exit codes (docs/design.md#exit-codes)."""
 
     OK = 0
     ERROR = 1

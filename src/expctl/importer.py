@@ -1,4 +1,5 @@
-"""`expctl import`: adopt unmanaged experiments into manifests and bind them (DESIGN §3).
+"""`expctl import`: adopt unmanaged experiments into manifests and bind them
+(docs/design.md#ownership-and-identity).
 
 For each chosen unmanaged experiment: derive a manifest `name`, render the manifest (status,
 archived, variants, weights, the current upstream exactly as stored, and the api key as a
@@ -52,7 +53,7 @@ class Imported:
 
     @property
     def needs_keys(self) -> bool:
-        # DESIGN §2: secrets of completed experiments are never resolved.
+        # Secrets of completed experiments are never resolved (docs/design.md#secret-references).
         return self.experiment.status != "completed" and bool(self.env_vars)
 
 
@@ -148,7 +149,8 @@ def _ordered_upstream(stored: Any) -> Any:
 
 
 def manifest_record(experiment: ActualExperiment, name: str, env_vars: Sequence[str]) -> dict[str, Any]:
-    """The manifest document, fields in the order of DESIGN §2; variants in the gateway's id order."""
+    """The manifest document, fields in the documented order (docs/design.md#manifests); variants in
+    the gateway's id order."""
     record: dict[str, Any] = {
         "apiVersion": API_VERSION, "kind": KIND, "name": name,
         "public_model_id": experiment.public_model_id, "display_name": experiment.name,

@@ -1,7 +1,8 @@
-"""The lifecycle of DESIGN §1.2 as data: which transitions and which edits each status allows.
+"""The lifecycle (docs/design.md#lifecycle) as data: which transitions and which edits each status
+allows.
 
-The planner looks rules up here instead of branching on statuses, so the contract's two tables
-and this file can be read side by side.
+The planner looks rules up here instead of branching on statuses, so the two tables of the design
+document and this file can be read side by side.
 """
 
 from __future__ import annotations

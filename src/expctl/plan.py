@@ -1,4 +1,4 @@
-"""A plan is inert data: per experiment, ordered changes, and one canonical record (DESIGN §5).
+"""A plan is inert data: per experiment, ordered changes, and one canonical record (docs/design.md#plans).
 
 Every renderer (text, markdown, json) reads `Plan.to_record()`; apply visits the same changes.
 `plan_id` hashes the record's content except the Redis observations (`cache`), so two plans with

@@ -30,6 +30,8 @@ from fnmatch import translate
 from functools import lru_cache
 from pathlib import Path
 
+from expctl.codes import hint
+
 __all__ = [
     "DEFAULT_FILE_ROOTS", "RESERVED_ENV_EXCEPTIONS", "RESERVED_ENV_PATTERNS", "STATE_DIR_NAME", "Place",
     "SecretPolicy", "is_reserved_env", "read_problem",
@@ -177,14 +179,12 @@ class SecretPolicy:
         return next((p for exact, prefix, p in self._folded if folded == exact or folded.startswith(prefix)), None)
 
     def reference_problem(self, reference: str) -> tuple[str, str] | None:
-        """Why a `from_file` path may not be used, as (message, hint); None when it may. Lexical
-        (no I/O): symlinks are checked when the file is read. `..` is the caller's E305."""
+        """Why a `from_file` path may not be used, as the message and hint of an E306; None when it
+        may. Lexical (no I/O): symlinks are checked when the file is read. `..` is the caller's E305."""
         path = _absolute(reference, str(self.repo_root))
         place = self._forbidden_at(path)
         if place is not None:
-            return (f"from_file points into {place.label}, where expctl never reads secrets",
-                    "give the api key a file of its own below the repository, /run/secrets or a "
-                    "[secrets] file_roots folder of expctl.toml")
+            return f"from_file points into {place.label}, where expctl never reads secrets", hint("E306")
         if reference.startswith("/") and not path.startswith(self._roots):  # strictly below a root
             return (f"from_file is an absolute path outside the allowed secret folders ({self.roots_text()})",
                     "put the file below one of them, use a path relative to the repository root, or add "

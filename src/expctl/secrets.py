@@ -1,4 +1,4 @@
-"""Secret references and the resolvers that turn them into values (DESIGN §2).
+"""Secret references and the resolvers that turn them into values (docs/design.md#secret-references).
 
 A manifest's `api_key` is only ever a reference, `{from_env: NAME}` or `{from_file: PATH}`; its
 `SecretRef.describe()` is safe to print, the resolved value never is. Every resolver implements

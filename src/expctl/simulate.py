@@ -1,7 +1,7 @@
 """`expctl simulate`: which variant the gateway gives a subject, and the split over a sample.
 
 From the database, the experiment that is active or paused on the public id is used exactly as
-the gateway uses it (DESIGN §1.6): the pick depends on the experiment id and the variants in
+the gateway uses it (docs/design.md#variant-pick): the pick depends on the experiment id and the variants in
 ascending id order. From the manifests (`--from-manifests`), the manifest that wants the public id
 routed is used with the database ids of its bound experiment and variants; ids that do not exist
 yet are replaced by stand-ins (new variants after known ones, in label order) and the result is

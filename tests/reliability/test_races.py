@@ -4,7 +4,7 @@ The subprocess rounds in test_concurrency.py hit random moments; here the admin 
 exactly between the apply's read of the state (under the advisory lock) and its first write, the
 window no lock of ours covers unless the rows are locked. Whatever the admin did, the run must
 either apply a plan that is still legal or apply nothing and say why (exit 1), never write a change
-the new status forbids (DESIGN §1.2: structure is frozen after draft, completed is terminal).
+the new status forbids (docs/design.md#lifecycle: structure is frozen after draft, completed is terminal).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The manifest language (DESIGN §2, §1.3) as strict, frozen pydantic models.
+"""The manifest language (docs/design.md#manifests) as strict, frozen pydantic models.
 
 These models are the single source of the manifest's JSON Schema (`expctl schema`). Validation
 errors are mapped back to `path:line:col` by the loader; messages here never echo input values,

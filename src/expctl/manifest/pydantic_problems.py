@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from expctl.codes import problem
 from expctl.errors import Location, Problem
 from expctl.manifest.problem_cap import MAX_PROBLEMS_PER_FILE, more_problems
 from expctl.manifest.secretscan import find_key_like
@@ -63,21 +64,14 @@ def _field_name(loc: tuple[str | int, ...]) -> str:
     return ".".join(_shown_part(p) for p in loc) or "document"
 
 
-def _hint(code: str, loc: tuple[str | int, ...]) -> str:
+def _hint(code: str, loc: tuple[str | int, ...]) -> str | None:
+    """A hint more precise than the code's default (`expctl.codes`), where the field calls for one."""
     last = loc[-1] if loc else ""
     if code == "E201" and "upstream" in loc and last in _UPSTREAM_FORBIDDEN_HINTS:
         return _UPSTREAM_FORBIDDEN_HINTS[str(last)]
-    return {
-        "E201": "remove the field or fix its spelling; `expctl schema` lists every field",
-        "E202": "add the field",
-        "E203": "use one of the allowed values",
-        "E204": "fix the value's type (quote strings, no quotes around numbers and booleans)",
-        "E205": "weights are positive integers; remove a variant instead of giving it weight 0",
-        "E206": "bring the value within the allowed range",
-        "E207": "names use only lowercase letters, digits and '-'" if last == "name"
-        else "environment variable names use letters, digits and '_'",
-        "E209": "fix the value as the message says",
-    }.get(code, "see `expctl schema`")
+    if code == "E207" and last != "name":  # the pattern of from_env, not of a manifest name
+        return "environment variable names use letters, digits and '_'"
+    return None
 
 
 def _message(code: str, msg: str, loc: tuple[str | int, ...]) -> str:
@@ -157,7 +151,7 @@ def _located_errors(err: ValidationError, doc: Document,
 
 def _problem(entry: _Located) -> Problem:
     location, code, loc, msg = entry
-    return Problem(code, location, _message(code, msg, loc), _hint(code, loc))
+    return problem(code, location, _message(code, msg, loc), _hint(code, loc))
 
 
 def _position(entry: _Located) -> tuple[Location, str]:

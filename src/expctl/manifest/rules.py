@@ -1,4 +1,4 @@
-"""Rules that span fields or manifests (DESIGN §2) — pure core.
+"""Rules that span fields or manifests (docs/design.md#manifests) — pure core.
 
 Each rule reports at the line of the field concerned and names the other place involved, so the
 reader can fix either side.
@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from expctl.codes import problem
 from expctl.errors import Location, Problem
 from expctl.manifest.secretscan import find_key_like
 from expctl.state import ROUTED_STATUSES
@@ -71,8 +72,7 @@ def _first_seen(items: Sequence[tuple[str, Location]]) -> list[tuple[Location, L
 
 def duplicate_names(experiments: Sequence[RuleSubject]) -> list[Problem]:
     return [
-        Problem("E401", here, f"name {shown(name)} is already used at {first}",
-                "give each experiment its own name; the name is its identity")
+        problem("E401", here, f"name {shown(name)} is already used at {first}")
         for here, first, name in _first_seen([(e.name, e.loc("name")) for e in experiments])
     ]
 
@@ -85,30 +85,27 @@ def routing_conflicts(experiments: Sequence[RuleSubject]) -> list[Problem]:
     problems = []
     for public_id, group in wanting.items():
         for other in group[1:]:
-            problems.append(Problem(
+            problems.append(problem(
                 "E403", other.loc("status"),
                 f"{shown(other.name)} and {shown(group[0].name)} ({group[0].loc('status')}) both want "
                 f"{shown(public_id)} active or paused",
-                "only one experiment per public_model_id can route: complete or draft the other one",
             ))
     return problems
 
 
 def variant_label_problems(experiment: RuleSubject) -> list[Problem]:
     problems = [
-        Problem("E402", here, f"label {shown(label)} is already used at {first} in {shown(experiment.name)}",
-                "give each variant a unique label")
+        problem("E402", here, f"label {shown(label)} is already used at {first} in {shown(experiment.name)}")
         for here, first, label in _first_seen([(v.label, v.loc("label")) for v in experiment.variants])
     ]
     labels = {v.label for v in experiment.variants}
     renames = [(v.renamed_from, v.loc("renamed_from")) for v in experiment.variants if v.renamed_from]
     for old, location in renames:
         if old in labels:
-            problems.append(Problem(
-                "E404", location, f"renamed_from {shown(old)} is still the label of another variant",
-                "drop renamed_from, or rename that other variant too"))
+            problems.append(problem(
+                "E404", location, f"renamed_from {shown(old)} is still the label of another variant"))
     problems += [
-        Problem("E404", here, f"two variants say renamed_from {shown(old)} (first at {first})",
+        problem("E404", here, f"two variants say renamed_from {shown(old)} (first at {first})",
                 "only one variant can take over an old label")
         for here, first, old in _first_seen([(o, loc) for o, loc in renames if o is not None])
     ]
@@ -117,6 +114,5 @@ def variant_label_problems(experiment: RuleSubject) -> list[Problem]:
 
 def archived_active(experiment: RuleSubject) -> list[Problem]:
     if experiment.status == "active" and experiment.archived:
-        return [Problem("E405", experiment.loc("archived"), "an active experiment cannot be archived",
-                        "set archived: false, or pause/complete the experiment before archiving it")]
+        return [problem("E405", experiment.loc("archived"), "an active experiment cannot be archived")]
     return []

@@ -1,4 +1,4 @@
-"""The published JSON form of a plan (DESIGN §5) and its JSON Schema — pure core.
+"""The published JSON form of a plan (docs/design.md#plans) and its JSON Schema — pure core.
 
 The JSON text is the record of `Plan.to_record()` as it is: `--format json` and the saved `--out`
 file are the same bytes, so a saved plan re-renders exactly. Key order is kept (not sorted)

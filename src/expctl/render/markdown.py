@@ -1,6 +1,6 @@
 """GitHub pull-request comment rendering of a plan record — pure core.
 
-Order (DESIGN §5): verdict, irreversible actions and traffic shifts, refusals, a summary table,
+Order (docs/design.md#plans): verdict, irreversible actions and traffic shifts, refusals, a summary table,
 then per-experiment details, unmanaged experiments and the Redis membership. A comment holds at
 most 65,536 characters, so the output is fitted to `max_chars` by degrading the least important
 parts first: details go, then the unmanaged list shrinks to a count, then the table keeps only

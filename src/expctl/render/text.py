@@ -1,8 +1,8 @@
 """Terminal rendering of a plan record, plus the change wording shared with markdown — pure core.
 
 Renderers read only the dict of `Plan.to_record()` (never the Plan object), so a saved JSON plan
-re-renders identically. Irreversible actions and traffic shifts come first (DESIGN §5), then the
-details per experiment, the unmanaged experiments and the Redis membership.
+re-renders identically. Irreversible actions and traffic shifts come first (docs/design.md#plans),
+then the details per experiment, the unmanaged experiments and the Redis membership.
 
 Secrets: the record never holds a secret value, and the wording here keeps it that way on its own:
 an api key is shown only when it has the shape of a fingerprint or of a "checked at apply"

@@ -1,5 +1,5 @@
 """Executes a plan's changes inside the caller's transaction, in an order that keeps every
-constraint true at every step (docs/design.md):
+constraint true at every step (docs/design.md#applying-a-plan):
 
 The applier reads only the plan: each change carries what it writes (the variant's row id, the
 new version's upstream and secret reference), each experiment its row id and the status it had

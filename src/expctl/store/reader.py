@@ -1,6 +1,6 @@
 """Reads the actual state: all experiments, variants and current versions in three queries.
 
-The number of queries does not depend on how many experiments exist (DESIGN §6). A variant's
+The number of queries does not depend on how many experiments exist (docs/design.md#scale). A variant's
 current version is its newest row with effective_at <= now(), ties broken by the greater id.
 "now" is the statement's start, not the transaction's: an apply that waited for the lock must see
 the versions the run before it committed meanwhile (their effective_at is that run's clock time).
@@ -72,7 +72,7 @@ def read_state(
 
 
 def routed_membership(conn: Connection) -> tuple[str, ...]:
-    """The membership key's value as PostgreSQL says it should be (DESIGN §1.5)."""
+    """The membership key's value as PostgreSQL says it should be (docs/design.md#redis-keys)."""
     query = select(E.c.public_model_id).where(E.c.status.in_(("active", "paused"))).distinct()
     # Sorted by code point in Python, not by the database collation, so every region agrees.
     return membership_order(conn.execute(query).scalars())

@@ -1,4 +1,4 @@
-"""SQLAlchemy Core definitions of the gateway's tables (DESIGN §1.1, exactly) and expctl's own.
+"""SQLAlchemy Core definitions of the gateway's tables (docs/design.md#gateway-tables, exactly) and expctl's own.
 
 Names of tables, constraints and indexes match the gateway's migrations, because the gateway and
 its admin UI share these tables with expctl; no constraint is added beyond the contract's (length
