@@ -1,4 +1,4 @@
-"""Round trips do not grow with the number of experiments (DESIGN §6).
+"""Round trips do not grow with the number of experiments (docs/design.md#scale).
 
 Runs the same commands on 5 and on 50 experiments against a real PostgreSQL and Redis and
 compares what they sent: SQL statements (every cursor execution seen by SQLAlchemy's

@@ -1,4 +1,4 @@
-"""The Redis keys the gateway reads (DESIGN §1.5): refresh after commit, and drift checks.
+"""The Redis keys the gateway reads (docs/design.md#redis-keys): refresh after commit, and drift checks.
 
 Redis never holds a key or secret: only public model ids. Each target gets one pipeline per
 command, so a refresh or a check is one round trip per Redis whatever the number of ids. URLs are

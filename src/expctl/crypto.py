@@ -1,4 +1,4 @@
-"""Gateway-compatible AES-256-GCM encryption of upstream API keys (DESIGN §1.4).
+"""Gateway-compatible AES-256-GCM encryption of upstream API keys (docs/design.md#api-key-encryption).
 
 The gateway decrypts what expctl writes, so the format is fixed: AES-256-GCM with no associated
 data, the raw 32-byte `BYOK_ENCRYPTION_KEY` (no KDF), a fresh random 12-byte nonce per encryption,

@@ -211,7 +211,7 @@ def assert_matches_manifests(db_url: str, manifests: list[dict[str, Any]], secre
         assert row["ended"] == (m["status"] == "completed"), (m["name"], row)
         want_variants = {v["label"]: (v["weight"], v["upstream"]) for v in m["variants"]}
         assert {label: (v["weight"], v["upstream"]) for label, v in row["variants"].items()} == want_variants, m["name"]
-        if m["status"] != "completed":  # completed experiments' secrets are never compared (DESIGN §2)
+        if m["status"] != "completed":  # completed: secrets never compared (docs/design.md#secret-references)
             for v in m["variants"]:
                 assert row["variants"][v["label"]]["key"] == secrets[v["api_key"]["from_env"]], (m["name"], v["label"])
 

@@ -1,6 +1,6 @@
 """The `expctl` command line: thin click commands, and the one place errors become exit codes.
 
-Exit codes (DESIGN §4): 0 ok / no changes · 1 error (invalid manifests, refused changes,
+Exit codes (docs/design.md#exit-codes): 0 ok / no changes · 1 error (invalid manifests, refused changes,
 connection failure, bad usage) · 2 changes present (`plan --detailed-exitcode`, `cache check`
 drift) · 3 PostgreSQL committed but the Redis refresh failed (re-run heals) · 4 saved plan is
 stale · 5 another run holds the lock.

@@ -1,6 +1,6 @@
 """Options shared by the commands that talk to PostgreSQL and Redis, and how they become Settings.
 
-With no database URL, expctl runs on the embedded local PostgreSQL and Redis (DESIGN §4), except
+With no database URL, expctl runs on the embedded local PostgreSQL and Redis (docs/design.md#commands), except
 under CI (`CI` set to anything but empty, 0, false or no), where a missing DATABASE_URL is an
 error unless --local is given. The project configuration (`expctl.toml`, `--config`) is read
 before anything starts, so a bad one fails the command early.

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from expctl.codes import problem
 from expctl.errors import Location, ManifestError, Problem
 from expctl.manifest import rules
 from expctl.manifest.model import FromEnv, Manifest
@@ -62,7 +63,7 @@ def discover(directory: Path) -> tuple[list[Path], list[Problem]]:
     """
     if not directory.is_dir():
         where = Location(str(directory), 1, 1)
-        return [], [Problem("E100", where, "manifest directory not found", "create it or pass DIR")]
+        return [], [problem("E100", where, "manifest directory not found", "create it or pass DIR")]
     root = directory.resolve()
     found: list[str] = []
     problems: list[Problem] = []
@@ -81,16 +82,15 @@ def discover(directory: Path) -> tuple[list[Path], list[Problem]]:
                 if not linked:
                     pending.append(entry.path)
                 elif not _points_inside(Path(entry.path), root):
-                    problems.append(Problem(
+                    problems.append(problem(
                         "E106", Location(entry.path, 1, 1),
                         "a symlinked directory points outside the manifest directory; it is not read",
                         "move the manifests into the directory so reviewers see what is applied"))
             elif entry.name.endswith(MANIFEST_SUFFIXES):
                 if linked and not _points_inside(Path(entry.path), root):
-                    problems.append(Problem(
+                    problems.append(problem(
                         "E106", Location(entry.path, 1, 1),
-                        "manifest is a symlink to a file outside the manifest directory",
-                        "copy the manifest into the directory so reviewers see what is applied"))
+                        "manifest is a symlink to a file outside the manifest directory"))
                 else:
                     found.append(entry.path)
     # Sorted as Path objects sort (component by component), without building them to compare.
@@ -109,10 +109,9 @@ def _read_bounded(path: Path) -> bytes | Problem:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            return Problem("E100", Location(display, 1, 1), "not a regular file", "remove it")
+            return problem("E100", Location(display, 1, 1), "not a regular file", "remove it")
         if info.st_size > MAX_FILE_BYTES:
-            return Problem("E107", Location(display, 1, 1), f"file is {info.st_size} bytes, over the 1 MiB limit",
-                           "split it into several files")
+            return problem("E107", Location(display, 1, 1), f"file is {info.st_size} bytes, over the 1 MiB limit")
         blocks = []
         size = 0
         # Ask for the size fstat gave (plus one byte, to see growth): a read of the whole limit
@@ -125,7 +124,7 @@ def _read_bounded(path: Path) -> bytes | Problem:
     finally:
         os.close(fd)
     if size > MAX_FILE_BYTES:
-        return Problem("E107", Location(display, 1, 1), "file is over the 1 MiB limit", "split it into several files")
+        return problem("E107", Location(display, 1, 1), "file is over the 1 MiB limit")
     return b"".join(blocks)
 
 
@@ -134,7 +133,7 @@ def read_text(path: Path) -> tuple[str | None, list[Problem]]:
     try:
         raw = _read_bounded(path)
     except OSError as err:
-        return None, [Problem("E100", Location(display, 1, 1), f"cannot read file: {err.strerror}", "")]
+        return None, [problem("E100", Location(display, 1, 1), f"cannot read file: {err.strerror}", "")]
     if isinstance(raw, Problem):
         return None, [raw]
     try:
@@ -143,8 +142,7 @@ def read_text(path: Path) -> tuple[str | None, list[Problem]]:
         before = raw[: err.start]  # valid UTF-8 up to the bad byte
         line = before.count(b"\n") + 1
         col = len(before[before.rfind(b"\n") + 1 :].decode("utf-8")) + 1  # characters, as editors count
-        return None, [Problem("E108", Location(display, line, col), "file is not valid UTF-8 text",
-                              "save the file as UTF-8")]
+        return None, [problem("E108", Location(display, line, col), "file is not valid UTF-8 text")]
     return text.removeprefix("\ufeff"), []
 
 
@@ -213,8 +211,7 @@ def load_document(doc: Document, scan: bool = True, policy: SecretPolicy | None 
     """Validates one document; `scan=False` skips the per-string key scan (the caller checked the
     whole file's text with `text_may_hold_keys`). `policy`: as `load_directory`'s."""
     if not isinstance(doc.data, dict):
-        return None, [Problem("E109", doc.start, "a manifest document must be a mapping",
-                              "start the document with 'apiVersion: expctl/v1'")]
+        return None, [problem("E109", doc.start, "a manifest document must be a mapping")]
     problems = (scan_strings(doc) if scan else []) + check_api_keys(doc, policy)
     try:
         manifest = Manifest.model_validate(doc.data, strict=True)
@@ -228,7 +225,7 @@ def load_document(doc: Document, scan: bool = True, policy: SecretPolicy | None 
                 skip.add((*path, "api_key"))
         problems.extend(problems_from_validation(err, doc, skip_prefixes=skip))
         if not problems:  # never drop a document silently
-            problems.append(Problem("E299", doc.start, "the manifest does not match the schema",
+            problems.append(problem("E299", doc.start, "the manifest does not match the schema",
                                     "check it against `expctl schema`"))
         return None, problems
     if problems:
@@ -260,12 +257,9 @@ def check_api_keys(doc: Document, policy: SecretPolicy | None = None) -> list[Pr
             problems.extend(_reference_policy(value, location, policy))
             continue
         if isinstance(value, dict):
-            problems.append(Problem("E302", location, "api_key must have exactly one of from_env or from_file",
-                                    "write api_key: {from_env: NAME} or {from_file: PATH}"))
+            problems.append(problem("E302", location, "api_key must have exactly one of from_env or from_file"))
         else:
-            problems.append(Problem("E301", location, "api_key must be a secret reference, not a literal value",
-                                    "remove the key from the file (rotate it if it was committed) and write "
-                                    "api_key: {from_env: NAME} or {from_file: PATH}"))
+            problems.append(problem("E301", location, "api_key must be a secret reference, not a literal value"))
     return problems
 
 
@@ -275,14 +269,13 @@ def _reference_policy(value: dict[str, Any], location: Location, policy: SecretP
     The lists live in `expctl.secret_policy`; the resolver checks the real path again at read time."""
     env, path = value.get("from_env"), value.get("from_file")
     if isinstance(env, str) and is_reserved_env(env):
-        return [Problem("E304", location, "from_env names a variable that holds expctl's, CI's or the platform's "
-                        "own credentials", "give the api key its own variable, e.g. {from_env: PARTNER_RC1_KEY}")]
+        return [problem("E304", location, "from_env names a variable that holds expctl's, CI's or the platform's "
+                        "own credentials")]
     if isinstance(path, str) and ".." in PurePosixPath(path).parts:
-        return [Problem("E305", location, "from_file must not contain '..' path components",
-                        "use a path inside the repository or an absolute path such as /run/secrets/NAME")]
+        return [problem("E305", location, "from_file must not contain '..' path components")]
     why = policy.reference_problem(path) if isinstance(path, str) and path else None
     if why is not None:
-        return [Problem("E306", location, *why)]
+        return [problem("E306", location, *why)]
     return []
 
 
@@ -307,14 +300,13 @@ def scan_strings(doc: Document) -> list[Problem]:
         if len(path) == 3 and path[2] == "api_key" and not is_key:
             continue  # a literal key is reported by check_api_keys with a better message
         if "\x00" in text:  # PostgreSQL refuses NUL in text and jsonb; say so here, with a location
-            problems.append(Problem("E110", doc.location_of(path, prefer_key=is_key),
-                                    "a string contains a NUL character", "remove the \\0 escape"))
+            problems.append(problem("E110", doc.location_of(path, prefer_key=is_key),
+                                    "a string contains a NUL character"))
             continue
         kind = find_key_like(text)
         if kind is not None:
-            problems.append(Problem("E303", doc.location_of(path, prefer_key=is_key),
-                                    f"this value looks like a live credential ({kind})",
-                                    "never commit keys: reference them with {from_env: NAME} or {from_file: PATH}"))
+            problems.append(problem("E303", doc.location_of(path, prefer_key=is_key),
+                                    f"this value looks like a live credential ({kind})"))
     return problems
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from expctl.codes import problem
 from expctl.errors import Location, Problem
 from expctl.manifest.secretscan import find_key_like
 
@@ -101,7 +102,7 @@ def _where(path: str, event: Any) -> Location:
 
 
 def _abort(path: str, event: Any, code: str, message: str, hint: str) -> _Abort:
-    return _Abort(Problem(code, _where(path, event), message, hint))
+    return _Abort(problem(code, _where(path, event), message, hint))
 
 
 class _Reader:
@@ -161,7 +162,7 @@ class _Reader:
             first = self.keys.get((*base, key))
             at = f" (first at line {first.line})" if first is not None else ""
             shown = "(a key-like name)" if find_key_like(key) else f"'{key[:64]}'"
-            self.problems.append(Problem("E102", where, f"duplicate key {shown}{at}", "keep one of the two keys"))
+            self.problems.append(problem("E102", where, f"duplicate key {shown}{at}"))
         self.keys[(*base, key)] = where
         return key
 
@@ -225,9 +226,9 @@ def parse_documents(path: str, text: str) -> tuple[list[Document], list[Problem]
         mark = err.problem_mark or err.context_mark
         location = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path, 1, 1)
         message = f"YAML syntax error: {err.problem or err.context or 'unreadable'}"
-        return [], [*reader.problems, Problem("E101", location, message, "fix the YAML syntax")]
+        return [], [*reader.problems, problem("E101", location, message)]
     except yaml.YAMLError:
-        return [], [*reader.problems, Problem("E101", Location(path, 1, 1), "YAML cannot be read", "")]
+        return [], [*reader.problems, problem("E101", Location(path, 1, 1), "YAML cannot be read", "")]
     finally:
         loader.dispose()
     return [d for d in documents if d.data is not None], reader.problems
