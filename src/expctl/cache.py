@@ -22,9 +22,9 @@ import redis
 
 from expctl.errors import ConfigError, ConnectionFailed
 from expctl.redact import redact_url
-from expctl.settings import DEFAULT_REDIS_PREFIX as DEFAULT_PREFIX
 
 SOCKET_TIMEOUT_S = 5.0
+DEFAULT_PREFIX = "ai-gateway.model-experiments:"
 
 # A GET's outcome: the raw value (None when the key is missing) and whether the key holds a string.
 Fetched = tuple[bytes | str | None, bool]

@@ -15,8 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from expctl.errors import Location
-from expctl.secrets import SecretRef
-from expctl.state import digest
+from expctl.state import SecretRef, digest
 
 FORMAT_VERSION = 1
 CHECKED_AT_APPLY = "checked at apply"

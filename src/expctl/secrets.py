@@ -33,34 +33,15 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 from expctl.errors import SecretError
 from expctl.secret_policy import Place, SecretPolicy, is_reserved_env, read_problem
+from expctl.state import SecretRef
 
 MAX_SECRET_BYTES = 64 * 1024  # api keys are short; a bigger file is a mistake, not a key
 
-__all__ = ["DefaultResolver", "SecretRef", "SecretResolver"]
-
-SecretKind = Literal["env", "file"]
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    """Where a secret lives: an environment variable name or a file path. Safe to print."""
-
-    kind: SecretKind
-    name: str
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("env", "file"):
-            raise ValueError(f"secret reference kind must be 'env' or 'file', got {self.kind!r}")
-        if not self.name:
-            raise ValueError(f"{self.kind} secret reference needs a non-empty name")
-
-    def describe(self) -> str:
-        return f"{self.kind}:{self.name}"
-
+__all__ = ["DefaultResolver", "SecretRef", "SecretResolver"]  # SecretRef is core (state); re-exported
 
 class SecretResolver(Protocol):
     """Turns a reference into its value; None means not available in this environment."""

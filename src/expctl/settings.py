@@ -1,8 +1,5 @@
 """What one command runs against: the manifest directory, PostgreSQL, the Redis targets, the
 environment that holds the secrets, and the project configuration (`expctl.toml`).
-
-Kept apart from the service layer and free of database and Redis imports, so that the command line
-can start reading manifests before it pays for importing those (see `expctl.cli.cmd_plan`).
 """
 
 from __future__ import annotations
@@ -11,17 +8,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from expctl import crypto
+from expctl.cache import DEFAULT_PREFIX, Cache
 from expctl.config import ProjectConfig
 from expctl.secret_policy import SecretPolicy
 from expctl.secrets import DefaultResolver, SecretResolver
 
-if TYPE_CHECKING:
-    from expctl.cache import Cache
-
-DEFAULT_REDIS_PREFIX = "ai-gateway.model-experiments:"
+DEFAULT_REDIS_PREFIX = DEFAULT_PREFIX
 
 
 @dataclass
@@ -48,6 +42,4 @@ class Settings:
         return crypto.load_byok_key(self.env)
 
     def cache(self) -> Cache:
-        from expctl.cache import Cache  # noqa: PLC0415 - redis is imported only by commands that use it
-
         return Cache(self.redis_urls, self.redis_prefix)

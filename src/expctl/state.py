@@ -17,9 +17,28 @@ from typing import Any, Literal
 import orjson
 
 from expctl.errors import Location
-from expctl.secrets import SecretRef
 
 Status = Literal["draft", "active", "paused", "completed"]
+
+SecretKind = Literal["env", "file"]
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives: an environment variable name or a file path. Safe to print."""
+
+    kind: SecretKind
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("env", "file"):
+            raise ValueError(f"secret reference kind must be 'env' or 'file', got {self.kind!r}")
+        if not self.name:
+            raise ValueError(f"{self.kind} secret reference needs a non-empty name")
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.name}"
+
 ROUTED_STATUSES: frozenset[str] = frozenset({"active", "paused"})
 
 

@@ -9,7 +9,6 @@ from typing import Any
 from expctl.crypto import fingerprint
 from expctl.errors import Location
 from expctl.planner import build_plan
-from expctl.secrets import SecretRef
 from expctl.state import (
     ActualExperiment,
     ActualState,
@@ -18,6 +17,7 @@ from expctl.state import (
     DesiredExperiment,
     DesiredVariant,
     KeyComparison,
+    SecretRef,
     Status,
 )
 

@@ -25,8 +25,7 @@ from expctl.manifest.secretscan import find_key_like, text_may_hold_keys
 from expctl.manifest.subjects import rule_subject
 from expctl.manifest.yamlread import Document, parse_documents
 from expctl.secret_policy import SecretPolicy, is_reserved_env
-from expctl.secrets import SecretRef
-from expctl.state import DesiredExperiment, DesiredVariant
+from expctl.state import DesiredExperiment, DesiredVariant, SecretRef
 
 MAX_FILE_BYTES = 1024 * 1024
 MANIFEST_SUFFIXES = (".yaml", ".yml")
