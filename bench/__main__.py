@@ -39,8 +39,8 @@ from sqlalchemy.dialects import postgresql
 from tests.servers import PostgresServer, RedisServer
 
 from bench import baseline, generate
-from expctl.store import reader
-from expctl.store.db import connect, init_schema
+from expctl.adapters.store import reader
+from expctl.adapters.store.db import connect, init_schema
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SIZES = (100, 1_000, 10_000)

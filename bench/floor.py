@@ -2,7 +2,7 @@
 
 What any plan must do at the least, done as cheaply as Python allows: list the manifest files,
 read them, parse them with PyYAML's C loader (`yaml.load_all` with `CSafeLoader`: no positions,
-no validation), and run the three SELECTs of `expctl.store.reader` raw on psycopg in one read-only
+no validation), and run the three SELECTs of `expctl.adapters.store.reader` raw on psycopg in one read-only
 transaction, fetching every row. It imports only yaml and psycopg and runs with the cyclic garbage
 collector off (the least any reader must pay; `expctl` itself leaves it on). Prints its phases as
 JSON; the runner measures the whole process from outside, like the `expctl` commands.

@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from expctl.crypto import encrypt_api_key, parse_byok_key
+from expctl.adapters.crypto import encrypt_api_key, parse_byok_key
 
 BYOK_B64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 SECRET_POOL = 16

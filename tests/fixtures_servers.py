@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from expctl.crypto import BYOK_ENV
-from expctl.store.db import connect, init_schema
+from expctl.adapters.crypto import BYOK_ENV
+from expctl.adapters.store.db import connect, init_schema
 from tests.servers import PostgresEndpoint, PostgresServer, RedisEndpoint, RedisServer
 from tests.workspace import Workspace
 

@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 from sqlalchemy import Connection, insert
 
-from expctl.crypto import encrypt_api_key
-from expctl.store.tables import (
+from expctl.adapters.crypto import encrypt_api_key
+from expctl.adapters.store.tables import (
     expctl_binding,
     model_experiment,
     model_experiment_variant,

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from expctl.crypto import decrypt_api_key, parse_byok_key
-from expctl.service import _map_integrity
-from expctl.store.applier import _insert, new_id
-from expctl.store.db import connect
-from expctl.store.tables import model_experiment, model_experiment_variant
+from expctl.adapters.crypto import decrypt_api_key, parse_byok_key
+from expctl.adapters.store.applier import _insert, new_id
+from expctl.adapters.store.db import connect
+from expctl.adapters.store.tables import model_experiment, model_experiment_variant
+from expctl.app.service import _map_integrity
 from tests.workspace import BYOK_B64, UPSTREAM_A, Workspace, manifest
 
 BYOK = parse_byok_key(BYOK_B64)
@@ -202,7 +202,7 @@ def test_apply_refuses_without_tty_or_auto_approve(ws: Workspace) -> None:
 def test_lock_timeout_exits_5(ws: Workspace) -> None:
     from sqlalchemy import text
 
-    from expctl.store.db import APPLY_LOCK_KEY, connect
+    from expctl.adapters.store.db import APPLY_LOCK_KEY, connect
 
     ws.write(manifest("exp", "draft"))
     with connect(ws.db_url) as holder, holder.begin():

@@ -1,4 +1,4 @@
-"""Tests for expctl.bucketing against an independent re-implementation of the gateway's pick."""
+"""Tests for expctl.core.bucketing against an independent re-implementation of the gateway's pick."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from expctl.bucketing import (
+from expctl.core.bucketing import (
     Subject,
     WeightedVariant,
     bucket,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from expctl import cache
+from expctl.adapters import cache
 from tests.test_roundtrips import counting
 from tests.workspace import Workspace, manifest
 

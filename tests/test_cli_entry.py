@@ -64,15 +64,3 @@ def test_every_command_is_listed_with_its_module() -> None:
         importlib.import_module(f"expctl.cli.{module}").register(group)
     assert sorted(group.commands) == sorted(COMMAND_MODULES)
     assert all(cli.get_command(click.Context(cli), name) is not None for name in COMMAND_MODULES)
-
-
-def test_plan_and_reconcile_start_without_the_database_and_redis_modules() -> None:
-    # They are imported once the manifests are read and valid (cmd_plan), not before.
-    script = textwrap.dedent("""
-        import sys
-        from expctl.cli import cli
-        cli.get_command(None, "reconcile")
-        print(sorted(m for m in ("sqlalchemy", "psycopg", "redis", "expctl.service") if m in sys.modules))
-    """)
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
-    assert run.stdout.strip() == "[]"

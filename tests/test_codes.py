@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from expctl import codes
-from expctl.codes import CODES, CONFIG_TABLE, MANIFEST_TABLE, markdown_table, problem
-from expctl.errors import Location
-from expctl.manifest.problem_cap import MAX_PROBLEMS_PER_FILE, MORE_PROBLEMS_CODE
+from expctl.core import codes
+from expctl.core.codes import CODES, CONFIG_TABLE, MANIFEST_TABLE, markdown_table, problem
+from expctl.core.errors import Location
+from expctl.core.manifest.problem_cap import MAX_PROBLEMS_PER_FILE, MORE_PROBLEMS_CODE
 
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "src" / "expctl"
@@ -31,7 +31,7 @@ def _emitted() -> dict[str, list[str]]:
 
 def test_every_code_in_the_source_is_registered() -> None:
     unknown = {code: places for code, places in _emitted().items() if code not in CODES}
-    assert not unknown, f"add these codes to src/expctl/codes.py: {unknown}"
+    assert not unknown, f"add these codes to src/expctl/core/codes.py: {unknown}"
 
 
 def test_every_registered_code_is_emitted() -> None:
@@ -60,7 +60,7 @@ def test_readme_tables_are_generated_from_the_registry(table: tuple[tuple[str, .
     prefixes, heading = table
     expected = markdown_table(prefixes, heading)
     assert _readme_table(heading) == expected, (
-        "README.md's table differs from the registry; replace it with (or run `python -m expctl.codes`):\n\n"
+        "README.md's table differs from the registry; replace it with (or run `python -m expctl.core.codes`):\n\n"
         + expected)
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 import expctl.cli
+from expctl.adapters.config import ProjectConfig, ProjectConfigError, load_project_config
+from expctl.adapters.tomlpos import key_positions
 from expctl.cli.options import in_ci
-from expctl.config import ProjectConfig, ProjectConfigError, load_project_config
-from expctl.errors import Problem
-from expctl.keyreview import host_matches
-from expctl.tomlpos import key_positions
+from expctl.core.errors import Problem
+from expctl.core.keyreview import host_matches
 
 from .manifest.helpers import BASE, edit, unmark, write
 

@@ -1,4 +1,4 @@
-"""Tests for expctl.crypto: gateway-compatible AES-256-GCM, checked against an independent GCM."""
+"""Tests for expctl.adapters.crypto: gateway-compatible AES-256-GCM, checked against an independent GCM."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import re
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from expctl import crypto
-from expctl.crypto import (
+from expctl.adapters import crypto
+from expctl.adapters.crypto import (
     BYOK_ENV,
     DecryptError,
     decrypt_api_key,
@@ -21,7 +21,7 @@ from expctl.crypto import (
     parse_byok_key,
     secrets_equal,
 )
-from expctl.errors import ConfigError
+from expctl.core.errors import ConfigError
 
 FIXED_KEY = bytes(range(32))
 FIXED_IV = bytes(range(0xA0, 0xAC))

@@ -7,8 +7,8 @@ import json
 import jsonschema
 from sqlalchemy import text
 
-from expctl.render.json_plan import load_plan_schema
-from expctl.store.db import connect
+from expctl.adapters.store.db import connect
+from expctl.core.render.json_plan import load_plan_schema
 from tests.workspace import Workspace, manifest
 
 GATEWAY_DDL = """

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from expctl.crypto import generate_byok_key
+from expctl.adapters.crypto import generate_byok_key
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "pr-plan.sh"

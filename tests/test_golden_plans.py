@@ -6,12 +6,12 @@ import os
 
 import pytest
 
-from expctl.render.json_plan import render_json
-from expctl.render.markdown import render_markdown
-from expctl.render.text import render_text
-from expctl.service import make_plan
-from expctl.settings import Settings
-from expctl.store.db import connect, init_schema
+from expctl.adapters.store.db import connect, init_schema
+from expctl.app.service import make_plan
+from expctl.app.settings import Settings
+from expctl.core.render.json_plan import render_json
+from expctl.core.render.markdown import render_markdown
+from expctl.core.render.text import render_text
 from tests.golden import CASES_DIR, TEST_BYOK_KEY_B64, case_names, load_case, seed, summarise
 
 

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from expctl import crypto, importer
+from expctl.adapters import crypto
+from expctl.adapters.manifest.load import load_directory
+from expctl.adapters.store.db import connect
+from expctl.app import importer
+from expctl.app.importer import env_var_name, slugify, unique
 from expctl.cli import run
-from expctl.importer import env_var_name, slugify, unique
-from expctl.manifest.load import load_directory
-from expctl.manifest.model import SCHEMA_URL_COMMENT
-from expctl.store.db import connect
+from expctl.core.manifest.model import SCHEMA_URL_COMMENT
 
 BYOK = base64.b64encode(bytes(range(32))).decode()
 

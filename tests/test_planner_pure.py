@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from expctl import lifecycle
-from expctl.crypto import fingerprint
-from expctl.manifest.load import load_directory
-from expctl.planner import build_plan, match_variants
-from expctl.state import ActualExperiment, ActualState, ActualVariant, ActualVersion, KeyComparison
+from expctl.adapters.crypto import fingerprint
+from expctl.adapters.manifest.load import load_directory
+from expctl.core import lifecycle
+from expctl.core.planner import build_plan, match_variants
+from expctl.core.state import ActualExperiment, ActualState, ActualVariant, ActualVersion, KeyComparison
 from tests.golden import CASES_DIR, _stable_id, case_names, load_case, summarise
 
 

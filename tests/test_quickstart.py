@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from expctl.local import local_instance
-from expctl.store.db import connect
+from expctl.adapters.local import local_instance
+from expctl.adapters.store.db import connect
 from tests.workspace import MEMBERSHIP_KEY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_ci_without_database_url_needs_local(tmp_path: Path) -> None:
 
 def test_sigterm_stops_the_local_servers(work: Path) -> None:
     script = (
-        "import sys, time\nfrom pathlib import Path\nfrom expctl.local import local_instance\n"
+        "import sys, time\nfrom pathlib import Path\nfrom expctl.adapters.local import local_instance\n"
         "with local_instance(Path(sys.argv[1])):\n    print('ready', flush=True)\n    time.sleep(120)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script, str(work)], stdout=subprocess.PIPE, text=True)
@@ -116,7 +116,7 @@ def test_sigterm_stops_the_local_servers(work: Path) -> None:
 
 def test_a_killed_command_leaves_servers_the_next_one_stops(work: Path) -> None:
     script = (
-        "import os, sys\nfrom pathlib import Path\nfrom expctl.local import local_instance\n"
+        "import os, sys\nfrom pathlib import Path\nfrom expctl.adapters.local import local_instance\n"
         "with local_instance(Path(sys.argv[1])):\n    os.kill(os.getpid(), 9)\n"
     )
     killed = subprocess.run([sys.executable, "-c", script, str(work)], timeout=120, check=False)

@@ -1,4 +1,4 @@
-"""`expctl.redact`: URLs, libpq DSNs and driver messages shown without their secrets (pure, no servers)."""
+"""`expctl.core.redact`: URLs, libpq DSNs and driver messages shown without their secrets (pure, no servers)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from expctl.redact import DETAILS_HIDDEN, MASK, UNPARSEABLE, redact_url, scrub_error, scrub_text, url_secrets
+from expctl.core.redact import DETAILS_HIDDEN, MASK, UNPARSEABLE, redact_url, scrub_error, scrub_text, url_secrets
 
 SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "redis", "rediss", "unix")
 

@@ -1,4 +1,4 @@
-"""The secret-source policy (`expctl.secret_policy`) and its second check in the resolver, where
+"""The secret-source policy (`expctl.adapters.secret_policy`) and its second check in the resolver, where
 symlinks are followed: what a reference may name, and where its real path may lead."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from expctl.errors import SecretError
-from expctl.secret_policy import SecretPolicy, is_reserved_env
-from expctl.secrets import DefaultResolver, SecretRef
+from expctl.adapters.secret_policy import SecretPolicy, is_reserved_env
+from expctl.adapters.secrets import DefaultResolver, SecretRef
+from expctl.core.errors import SecretError
 
 
 def resolver(repo: Path, env: dict[str, str] | None = None, roots: tuple[Path, ...] = ()) -> DefaultResolver:

@@ -1,4 +1,4 @@
-"""Tests for expctl.secrets: secret references and the default env/file resolver."""
+"""Tests for expctl.adapters.secrets: secret references and the default env/file resolver."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from expctl.errors import SecretError
-from expctl.secret_policy import SecretPolicy
-from expctl.secrets import DefaultResolver, SecretRef, SecretResolver
+from expctl.adapters.secret_policy import SecretPolicy
+from expctl.adapters.secrets import DefaultResolver, SecretRef, SecretResolver
+from expctl.core.errors import SecretError
 
 
 def resolver(tmp_path: Path, env: dict[str, str] | None = None) -> DefaultResolver:

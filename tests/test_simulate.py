@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from expctl.adapters.store.db import connect
 from expctl.cli import run
-from expctl.store.db import connect
 
 EXP_ID = "5e1a0000-0000-4000-8000-00000000e001"
 # Inserted out of id order on purpose: the pick must walk them in ascending id order.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from expctl.state import membership_order
+from expctl.core.state import membership_order
 
 
 def test_membership_is_ordered_like_javascript_sort() -> None:

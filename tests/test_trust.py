@@ -103,7 +103,7 @@ def test_a_file_that_is_not_a_plan_exits_1_without_a_traceback(
 def test_a_plan_file_over_the_size_limit_is_refused(ws: Workspace, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import expctl.cli.cmd_plan as cmd_plan
-    import expctl.saved_plan as saved_plan
+    import expctl.core.saved_plan as saved_plan
 
     ws.write(manifest("exp", "draft"))
     plan = tmp_path / "plan.json"
@@ -277,7 +277,7 @@ def test_a_wrong_byok_key_is_refused_not_used_to_repair_every_key(ws: Workspace)
 
 
 def test_one_row_written_with_another_key_is_that_variants_repair(ws: Workspace) -> None:
-    from expctl.crypto import encrypt_api_key
+    from expctl.adapters.crypto import encrypt_api_key
 
     ws.write(manifest("exp", "active"))
     assert ws.reconcile().code == 0

@@ -13,8 +13,8 @@ import redis
 import yaml
 from sqlalchemy import text
 
+from expctl.adapters.store.db import connect
 from expctl.cli import run
-from expctl.store.db import connect
 
 BYOK_B64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 UPSTREAM_A = {"internal_id": "up-a", "base_url": "https://a.example.com/v1"}

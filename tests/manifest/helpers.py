@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from expctl.errors import Problem
-from expctl.manifest.load import LoadResult, load_directory
+from expctl.adapters.manifest.load import LoadResult, load_directory
+from expctl.core.errors import Problem
 
 MARK = "«"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import expctl.cli
-from expctl.manifest.model import manifest_json_schema
-from expctl.render.problems import github_annotation
+from expctl.core.manifest.model import manifest_json_schema
+from expctl.core.render.problems import github_annotation
 
 from .helpers import BASE, edit, write
 

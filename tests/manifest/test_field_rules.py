@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from expctl.manifest.pydantic_problems import _UPSTREAM_FORBIDDEN_HINTS
+from expctl.adapters.manifest.pydantic_problems import _UPSTREAM_FORBIDDEN_HINTS
 
 from .helpers import BASE, Found, assert_clean, edit, load_one, only_problem, unmark
 

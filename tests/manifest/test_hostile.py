@@ -22,7 +22,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from expctl.manifest.load import MAX_FILE_BYTES, LoadResult, load_directory
+from expctl.adapters.manifest.load import MAX_FILE_BYTES, LoadResult, load_directory
 
 from .helpers import BASE, assert_clean, edit, load_one, only_problem
 

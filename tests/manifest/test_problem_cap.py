@@ -18,20 +18,20 @@ from bench import hostile
 from pydantic import ValidationError
 
 import expctl.cli
-from expctl.errors import Location, Problem
-from expctl.manifest import load
-from expctl.manifest.load import MAX_FILE_BYTES, load_directory
-from expctl.manifest.model import Manifest
-from expctl.manifest.problem_cap import (
+from expctl.adapters.manifest import load
+from expctl.adapters.manifest.load import MAX_FILE_BYTES, load_directory
+from expctl.adapters.manifest.pydantic_problems import problems_from_validation
+from expctl.adapters.manifest.yamlread import Document, parse_documents
+from expctl.core.errors import Location, Problem
+from expctl.core.manifest.model import Manifest
+from expctl.core.manifest.problem_cap import (
     MAX_PROBLEMS_PER_FILE,
     MoreProblems,
     cap_per_file,
     more_problems,
     problem_count,
 )
-from expctl.manifest.pydantic_problems import problems_from_validation
-from expctl.manifest.yamlread import Document, parse_documents
-from expctl.render.problems import PROBLEM_RENDERERS
+from expctl.core.render.problems import PROBLEM_RENDERERS
 
 from .helpers import write
 

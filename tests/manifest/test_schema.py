@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-from expctl.manifest.model import SCHEMA_URL_COMMENT, manifest_json_schema
+from expctl.core.manifest.model import SCHEMA_URL_COMMENT, manifest_json_schema
 
 from .helpers import BASE
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from expctl.errors import Problem
-from expctl.manifest.load import load_directory
-from expctl.manifest.secretscan import find_key_like
-from expctl.render.problems import PROBLEM_RENDERERS
-from expctl.secret_policy import SecretPolicy
+from expctl.adapters.manifest.load import load_directory
+from expctl.adapters.secret_policy import SecretPolicy
+from expctl.core.errors import Problem
+from expctl.core.manifest.secretscan import find_key_like
+from expctl.core.render.problems import PROBLEM_RENDERERS
 
 from .helpers import BASE, Found, assert_clean, edit, load_files, load_one, manifest, only_problem, unmark, write
 from .keys import FAKE_KEYS, fake_key, kind_of

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from expctl.manifest.secretscan import (
+from expctl.core.manifest.secretscan import (
     _ANY_KNOWN_KEY,
     _TOKEN_SPLIT,
     KNOWN_KEY_PATTERNS,
@@ -29,7 +29,7 @@ from expctl.manifest.secretscan import (
     find_key_like,
     text_may_hold_keys,
 )
-from expctl.render.problems import PROBLEM_RENDERERS
+from expctl.core.render.problems import PROBLEM_RENDERERS
 
 from .helpers import BASE, edit, load_one, unmark
 from .keys import ALNUM, HEX, URLSAFE, _chars, _mixed

@@ -7,7 +7,7 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from expctl.manifest.secretscan import (
+from expctl.core.manifest.secretscan import (
     _ANY_KNOWN_KEY,
     _TOKEN_SPLIT,
     MIN_TOKEN_LENGTH,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from expctl.manifest.secretscan import find_key_like
+from expctl.core.manifest.secretscan import find_key_like
 
 from .keys import ALNUM, EMBEDDINGS, FAKE_KEYS, URLSAFE, _mixed, fake_key, kind_of
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from expctl.manifest.load import MAX_FILE_BYTES
-from expctl.manifest.yamlread import MAX_DEPTH
+from expctl.adapters.manifest.load import MAX_FILE_BYTES
+from expctl.adapters.manifest.yamlread import MAX_DEPTH
 
 from .helpers import BASE, Found, assert_clean, edit, load_files, load_one, only_problem, position, unmark, write
 

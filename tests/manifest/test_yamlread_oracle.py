@@ -10,8 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from expctl.errors import Location
-from expctl.manifest.yamlread import Path_, parse_documents
+from expctl.adapters.manifest.yamlread import Path_, parse_documents
+from expctl.core.errors import Location
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -26,8 +26,8 @@ from typing import Any
 import psycopg
 import redis
 
-from expctl.crypto import decrypt_api_key, parse_byok_key
-from expctl.store.db import normalize_url
+from expctl.adapters.crypto import decrypt_api_key, parse_byok_key
+from expctl.adapters.store.db import normalize_url
 from tests.workspace import BYOK_B64, MEMBERSHIP_KEY
 
 BYOK = parse_byok_key(BYOK_B64)

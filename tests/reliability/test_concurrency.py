@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from expctl.crypto import encrypt_api_key
+from expctl.adapters.crypto import encrypt_api_key
 from tests.reliability.helpers import (
     ADMIN,
     BYOK,

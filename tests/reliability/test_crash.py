@@ -33,7 +33,7 @@ import psycopg
 import pytest
 import redis
 
-from expctl.store.db import APPLY_LOCK_KEY
+from expctl.adapters.store.db import APPLY_LOCK_KEY
 from tests.reliability.helpers import (
     advisory_locks,
     child_env,

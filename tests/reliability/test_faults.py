@@ -17,12 +17,12 @@ import psycopg
 import pytest
 import redis
 
-import expctl.cache
+import expctl.adapters.cache
+import expctl.app.service
 import expctl.cli.cmd_plan
-import expctl.service
-from expctl.plan import Plan
-from expctl.settings import Settings
-from expctl.store.db import APPLY_LOCK_KEY
+from expctl.adapters.store.db import APPLY_LOCK_KEY
+from expctl.app.settings import Settings
+from expctl.core.plan import Plan
 from tests.reliability.helpers import (
     FakeRedis,
     advisory_locks,
@@ -144,13 +144,13 @@ def test_saved_plan_survives_a_postgres_restart(rws: Workspace, restartable: Pos
 
 def test_postgres_lost_right_after_the_commit_exits_3(rws: Workspace, restartable: PostgresServer) -> None:
     rws.write(*manifests())
-    real = expctl.service.refresh_cache
+    real = expctl.app.service.refresh_cache
 
     def stop_then_refresh(settings: Settings, extra_ids: Any = (), committed: bool = True) -> None:
         restartable.stop()
         real(settings, extra_ids, committed)
 
-    rws.monkeypatch.setattr(expctl.service, "refresh_cache", stop_then_refresh)
+    rws.monkeypatch.setattr(expctl.app.service, "refresh_cache", stop_then_refresh)
     result = rws.reconcile()
     assert result.code == 3, (result.out, result.err)
     assert "PostgreSQL is committed, but the Redis refresh could not read it back" in result.err, result.err
@@ -158,7 +158,7 @@ def test_postgres_lost_right_after_the_commit_exits_3(rws: Workspace, restartabl
     restartable.start()
     assert_matches_manifests(rws.db_url, manifests(), SECRETS)  # the commit stands
     assert membership(rws.redis_url) is None  # and Redis was never written
-    rws.monkeypatch.setattr(expctl.service, "refresh_cache", real)
+    rws.monkeypatch.setattr(expctl.app.service, "refresh_cache", real)
     healed = rws.reconcile()
     assert healed.code == 0 and "Nothing to apply" in healed.out
     assert membership(rws.redis_url) == ["kilo/third", "kilo/x"]
@@ -306,7 +306,7 @@ REDIS_FAULTS = ["refused", "silent", "error", "noauth"]
 
 @pytest.mark.parametrize("kind", REDIS_FAULTS)
 def test_broken_redis(ws: Workspace, kind: str, noauth_redis: RedisEndpoint, figures: dict[str, object]) -> None:
-    ws.monkeypatch.setattr(expctl.cache, "SOCKET_TIMEOUT_S", 0.5)  # the silent server makes every read time out
+    ws.monkeypatch.setattr(expctl.adapters.cache, "SOCKET_TIMEOUT_S", 0.5)  # silent server: reads time out
     ws.write(*manifests())
     with faulty_redis(kind, noauth_redis) as (bad, error):
         shown = bad.replace(":wrong-CANARY-pw@", ":***@")
@@ -357,14 +357,14 @@ def test_membership_key_of_the_wrong_type_is_drift_and_heals(ws: Workspace) -> N
 
 
 def test_redis_timeouts_are_bounded() -> None:
-    client = expctl.cache.Cache(["redis://127.0.0.1:1/0"])._client("redis://127.0.0.1:1/0")
+    client = expctl.adapters.cache.Cache(["redis://127.0.0.1:1/0"])._client("redis://127.0.0.1:1/0")
     kwargs = client.connection_pool.connection_kwargs
-    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == expctl.cache.SOCKET_TIMEOUT_S <= 10
+    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == expctl.adapters.cache.SOCKET_TIMEOUT_S <= 10
     with FakeRedis("silent") as fake:
-        cache = expctl.cache.Cache([fake.url, fake.url])
+        cache = expctl.adapters.cache.Cache([fake.url, fake.url])
         start = time.monotonic()
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(expctl.cache, "SOCKET_TIMEOUT_S", 0.3)
+            mp.setattr(expctl.adapters.cache, "SOCKET_TIMEOUT_S", 0.3)
             failures = cache.refresh(["kilo/x"], ["kilo/x"])
         elapsed = time.monotonic() - start
     assert len(failures) == 2 and all("TimeoutError" in f for f in failures)
@@ -380,4 +380,4 @@ def test_silent_redis_with_the_real_timeout(ws: Workspace, tmp_path: Path) -> No
         done = spawn(ws.root, reconcile_args(ws.db_url, fake.url), child_env(SECRETS), tmp_path).wait(120)
     assert done.code == 3 and "(TimeoutError)" in done.err, done.err
     # One timeout reading the membership before the apply, one in the refresh after it: no retry loops.
-    assert done.seconds < 2 * expctl.cache.SOCKET_TIMEOUT_S + 10, done.seconds
+    assert done.seconds < 2 * expctl.adapters.cache.SOCKET_TIMEOUT_S + 10, done.seconds

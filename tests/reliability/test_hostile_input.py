@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from expctl.adapters.crypto import decrypt_api_key
 from expctl.cli import run
-from expctl.crypto import decrypt_api_key
 from tests.reliability.helpers import BYOK, child_env, exact_dump, membership, routed_ids, spawn, sql
 from tests.workspace import UPSTREAM_A, UPSTREAM_B, Result, Workspace, manifest
 

@@ -23,9 +23,9 @@ import psycopg
 import pytest
 import redis
 
+from expctl.adapters.crypto import encrypt_api_key
+from expctl.app.settings import Settings
 from expctl.cli import run
-from expctl.crypto import encrypt_api_key
-from expctl.settings import Settings
 from tests.reliability.helpers import (
     BYOK,
     Outcome,

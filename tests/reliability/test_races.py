@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-import expctl.cache
-import expctl.planner
-import expctl.service
-from expctl.plan import Plan
+import expctl.adapters.cache
+import expctl.app.service
+import expctl.core.planner
+from expctl.core.plan import Plan
 from tests.reliability.helpers import (
     Proc,
     advisory_locks,
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.reliability
 
 def inject_after_planning(ws: Workspace, write: Callable[[], object]) -> list[int]:
     """Runs `write` (committed on its own connection) right after the apply has planned, once."""
-    real = expctl.planner.build_plan
+    real = expctl.core.planner.build_plan
     calls: list[int] = []
 
     def build_plan_then_race(*args: Any, **kwargs: Any) -> Plan:
@@ -50,7 +50,7 @@ def inject_after_planning(ws: Workspace, write: Callable[[], object]) -> list[in
             write()
         return plan
 
-    ws.monkeypatch.setattr(expctl.service, "build_plan", build_plan_then_race)
+    ws.monkeypatch.setattr(expctl.app.service, "build_plan", build_plan_then_race)
     return calls
 
 
@@ -134,10 +134,10 @@ def test_a_slow_refresh_never_overwrites_a_newer_membership(ws: Workspace, tmp_p
     b_dir.mkdir()
     for m in (manifest("exp", "active"), manifest("other", "completed", public_id="kilo/other")):
         (b_dir / f"{m['name']}.yaml").write_text(json.dumps(m))
-    real = expctl.cache.Cache.refresh
+    real = expctl.adapters.cache.Cache.refresh
     runs: list[Proc] = []
 
-    def refresh_while_b_runs(cache: expctl.cache.Cache, membership: Any, changed: Any) -> list[str]:
+    def refresh_while_b_runs(cache: expctl.adapters.cache.Cache, membership: Any, changed: Any) -> list[str]:
         if not runs:
             runs.append(spawn(ws.root, reconcile_args(ws.db_url, ws.redis_url, "--dir", str(b_dir)),
                               child_env({"KEY_A": "secret-a", "KEY_B": "secret-b"}), tmp_path / "logs"))
@@ -146,7 +146,7 @@ def test_a_slow_refresh_never_overwrites_a_newer_membership(ws: Workspace, tmp_p
                 not lock["granted"] for lock in advisory_locks(ws.db_url)), 60, "run B to finish or wait")
         return real(cache, membership, changed)
 
-    ws.monkeypatch.setattr(expctl.cache.Cache, "refresh", refresh_while_b_runs)
+    ws.monkeypatch.setattr(expctl.adapters.cache.Cache, "refresh", refresh_while_b_runs)
     assert ws.reconcile().code == 0
     done = runs[0].wait(60)
     assert done.code == 0 and "Applied" in done.out, done.err

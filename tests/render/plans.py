@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from expctl.crypto import fingerprint
-from expctl.errors import Location
-from expctl.planner import build_plan
-from expctl.state import (
+from expctl.adapters.crypto import fingerprint
+from expctl.core.errors import Location
+from expctl.core.planner import build_plan
+from expctl.core.state import (
     ActualExperiment,
     ActualState,
     ActualVariant,

@@ -9,9 +9,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from expctl.plan import ATTENTION_SUMMARY_KEYS, AttentionKind, ChangeKind
-from expctl.render.json_plan import load_plan_schema, render_json
-from expctl.render.plan_renderers import PLAN_RENDERERS
+from expctl.core.plan import ATTENTION_SUMMARY_KEYS, AttentionKind, ChangeKind
+from expctl.core.render.json_plan import load_plan_schema, render_json
+from expctl.core.render.plan_renderers import PLAN_RENDERERS
 from tests.render.plans import desired, plan_record, varied_record
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from expctl.render.markdown import GITHUB_COMMENT_LIMIT, MARKER, render_markdown
+from expctl.core.render.markdown import GITHUB_COMMENT_LIMIT, MARKER, render_markdown
 from tests.render.plans import actual, desired, dvar, many_record, plan_record, varied_record
 
 HINT = "see the plan.json artifact"

@@ -6,11 +6,11 @@ import copy
 import json
 from typing import Any
 
-from expctl.crypto import fingerprint
-from expctl.render.json_plan import render_json
-from expctl.render.markdown import render_markdown
-from expctl.render.text import render_text
-from expctl.state import KeyComparison
+from expctl.adapters.crypto import fingerprint
+from expctl.core.render.json_plan import render_json
+from expctl.core.render.markdown import render_markdown
+from expctl.core.render.text import render_text
+from expctl.core.state import KeyComparison
 from tests.render.plans import actual, desired, dvar, plan_record, varied_record
 
 CANARY = "sk-live-CANARY-7f3a9d0c2b41e8"  # only ever the input of a fingerprint

@@ -19,8 +19,8 @@ from typing import Any, NoReturn, TextIO
 import click
 
 from expctl import __version__
-from expctl.errors import ExitCode, ExpctlError, ManifestError
-from expctl.render.problems import problems_text
+from expctl.core.errors import ExitCode, ExpctlError, ManifestError
+from expctl.core.render.problems import problems_text
 
 EXIT_CODES_HELP = """\b
 Exit codes:

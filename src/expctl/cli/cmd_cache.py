@@ -6,12 +6,12 @@ from typing import Any
 
 import click
 
+from expctl.adapters.store.db import read_only
+from expctl.adapters.store.reader import routed_membership
+from expctl.app.service import refresh_cache
+from expctl.app.settings import Settings
 from expctl.cli.options import connection_options, open_settings
-from expctl.errors import ConfigError, ExitCode
-from expctl.service import refresh_cache
-from expctl.settings import Settings
-from expctl.store.db import read_only
-from expctl.store.reader import routed_membership
+from expctl.core.errors import ConfigError, ExitCode
 
 
 def _expected(settings: Settings) -> tuple[str, ...]:

@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
+from expctl.adapters.store.db import connect, init_schema
 from expctl.cli.options import connection_options, open_settings
-from expctl.store.db import connect, init_schema
 
 
 @click.group("db")

@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
+from expctl.app.importer import Imported, ImportResult, import_experiments
 from expctl.cli.options import DEFAULT_DIR, connection_options, open_settings
-from expctl.errors import ExitCode
-from expctl.importer import Imported, ImportResult, import_experiments
-from expctl.state import ActualExperiment
+from expctl.core.errors import ExitCode
+from expctl.core.state import ActualExperiment
 
 
 def _describe(experiment: ActualExperiment) -> str:

@@ -1,30 +1,25 @@
-"""`expctl plan`, `expctl apply` and `expctl reconcile`.
-
-The database and Redis side (`expctl.service` and what it imports: SQLAlchemy, psycopg, redis) is
-imported once the manifests are read and valid: invalid manifests are reported without it.
-"""
+"""`expctl plan`, `expctl apply` and `expctl reconcile`: thin commands over `expctl.app.service`."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import click
 
+from expctl.adapters.manifest.load import load_desired
+from expctl.app import service
+from expctl.app.settings import Settings
 from expctl.cli.options import connection_options, dir_option, open_settings
-from expctl.errors import ConfigError, ExitCode, PlanFileError
-from expctl.manifest.load import load_desired
-from expctl.plan import Plan
-from expctl.render.github_plan import render_github
-from expctl.render.plan_renderers import PLAN_RENDERERS
-from expctl.render.text import deferred_key_checks
-from expctl.saved_plan import MAX_PLAN_BYTES, read_saved_plan
-from expctl.settings import Settings
-from expctl.state import DesiredExperiment
+from expctl.core.errors import ConfigError, ExitCode, PlanFileError
+from expctl.core.plan import Plan
+from expctl.core.render.github_plan import render_github
+from expctl.core.render.plan_renderers import PLAN_RENDERERS
+from expctl.core.render.text import deferred_key_checks
+from expctl.core.saved_plan import MAX_PLAN_BYTES, read_saved_plan
+from expctl.core.state import DesiredExperiment
 
 PLAN_FORMATS = ("text", "markdown", "json", "github")
 
@@ -39,19 +34,13 @@ def _write_atomic(path: Path, content: str) -> None:
     tmp.replace(path)
 
 
-def _service() -> ModuleType:
-    """The service layer, imported only once the manifests are valid (see the module docstring)."""
-    return importlib.import_module("expctl.service")
-
-
 def _load(settings: Settings) -> tuple[DesiredExperiment, ...]:
     return load_desired(settings.manifest_dir, policy=settings.secret_policy())
 
 
 def _make_plan(settings: Settings, prune: bool) -> Plan:
     desired = _load(settings)
-    plan: Plan = _service().make_plan(settings, prune=prune, desired=desired)
-    return plan
+    return service.make_plan(settings, prune=prune, desired=desired)
 
 
 def _render(plan: Plan, fmt: str) -> str:
@@ -143,7 +132,6 @@ def _check_cache_targets(settings: Settings, skip_cache: bool) -> Settings:
 def _run_apply(settings: Settings, prune: bool, auto_approve: bool, saved: dict[str, Any] | None,
                command: str) -> int:
     desired = _load(settings)
-    service = _service()
     try:
         outcome = service.apply(settings, prune=prune, confirm=_PlanPrinter(auto_approve).confirm, saved=saved,
                                 command=command, desired=desired)

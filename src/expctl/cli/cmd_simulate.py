@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from expctl.bucketing import SUBJECT_KINDS, Subject, parse_subject
+from expctl.app.simulate import Request, render_text, simulate, to_record
 from expctl.cli.options import connection_options, dir_option, open_settings
-from expctl.errors import ExitCode
-from expctl.simulate import Request, render_text, simulate, to_record
+from expctl.core.bucketing import SUBJECT_KINDS, Subject, parse_subject
+from expctl.core.errors import ExitCode
 
 
 def _subject(ctx: click.Context, param: click.Parameter, value: str | None) -> Subject | None:

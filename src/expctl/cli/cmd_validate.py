@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
+from expctl.adapters.config import ProjectConfigError
+from expctl.adapters.manifest.load import load_directory
 from expctl.cli.options import config_option, load_config
-from expctl.config import ProjectConfigError
-from expctl.errors import ExitCode
-from expctl.manifest.load import load_directory
-from expctl.manifest.model import manifest_json_schema
-from expctl.render.problems import PROBLEM_RENDERERS
+from expctl.core.errors import ExitCode
+from expctl.core.manifest.model import manifest_json_schema
+from expctl.core.render.problems import PROBLEM_RENDERERS
 
 DEFAULT_DIR = "experiments.d"
 

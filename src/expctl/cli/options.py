@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import click
 
-from expctl.config import ProjectConfig, load_project_config
-from expctl.errors import ConfigError
-from expctl.settings import DEFAULT_REDIS_PREFIX, Settings
+from expctl.adapters.config import ProjectConfig, load_project_config
+from expctl.app.settings import DEFAULT_REDIS_PREFIX, Settings
+from expctl.core.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -93,7 +93,7 @@ def open_settings(
     if in_ci(env) and not use_local:
         raise ConfigError(f"DATABASE_URL is not set and CI={env['CI']!r}: set DATABASE_URL, or pass --local to "
                           "use the embedded local instance")
-    from expctl.local import local_instance  # noqa: PLC0415 - only local runs pay for it
+    from expctl.adapters.local import local_instance  # noqa: PLC0415 - only local runs pay for it
 
     with local_instance(Path.cwd()) as local:
         click.echo(f"expctl: using the embedded local PostgreSQL and Redis under {local.state_dir} "

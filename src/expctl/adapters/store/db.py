@@ -1,0 +1,132 @@
+"""Connections to PostgreSQL (SQLAlchemy 2 Core on psycopg 3), schema init and error mapping.
+
+Plain `postgresql://` URLs are accepted and run on psycopg 3. Connection errors become
+`ConnectionFailed`; every URL and driver message shown goes through `expctl.core.redact`, so no password
+(in the userinfo or in the query string) is ever printed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from expctl.adapters.store.tables import EXPCTL_TABLES, GATEWAY_TABLES, metadata
+from expctl.core.errors import ConfigError, ConnectionFailed, ExpctlError, LockTimeout
+from expctl.core.redact import redact_url, scrub_error
+
+CONNECT_TIMEOUT_S = 10
+APPLY_LOCK_KEY = 0x657870_63746C  # "expctl" in ASCII: one apply (or import) at a time per database
+LOCK_NOT_AVAILABLE = "55P03"
+# SQLSTATE prefixes of a lost server: connection exceptions, admin/crash shutdown, cannot connect now.
+CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+class DatabaseError(ExpctlError):
+    """PostgreSQL refused a statement (permissions, timeouts, a restart mid-run)."""
+
+
+def normalize_url(url: str) -> str:
+    """Accepts postgres://, postgresql:// and postgresql+psycopg:// URLs; always runs on psycopg 3."""
+    try:
+        parsed = make_url(url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url)
+    except (ArgumentError, ValueError):
+        # Not chained: SQLAlchemy's message may quote a part of the URL (a port that is a password).
+        raise ConfigError(f"DATABASE_URL is not a valid database URL: {redact_url(url)}") from None
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigError("DATABASE_URL must be a postgresql:// URL")
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def make_engine(url: str) -> Engine:
+    return create_engine(
+        normalize_url(url),
+        poolclass=NullPool,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "expctl"},
+    )
+
+
+def describe_db_error(err: DBAPIError, url: str) -> str:
+    """First line of the driver's message, with the URL's secrets (and any URL or password it quotes)
+    masked."""
+    message = str(err.orig).strip().splitlines()[0] if err.orig is not None and str(err.orig).strip() else ""
+    return scrub_error(message, [url]) if message else type(err).__name__
+
+
+def error_from_db(err: DBAPIError, url: str, suffix: str = "") -> ExpctlError:
+    """The typed error for a failed statement; only the driver's first line (SQLAlchemy's text would
+    add statement parameters). A lock wait that timed out is `LockTimeout` (exit 5); a connection
+    that went away (server restart or crash, network) is `ConnectionFailed`; the rest `DatabaseError`."""
+    state = getattr(err.orig, "sqlstate", None)
+    message = describe_db_error(err, url)
+    if state == LOCK_NOT_AVAILABLE:
+        return LockTimeout(f"gave up waiting for a lock held by another session (e.g. a row being edited in the "
+                           f"admin UI): {message}{suffix}")
+    if (state or "").startswith(CONNECTION_LOST_STATES) or (state is None and isinstance(err, OperationalError)):
+        return ConnectionFailed(f"lost the connection to PostgreSQL at {redact_url(url)}: {message}{suffix}")
+    return DatabaseError(f"PostgreSQL error (SQLSTATE {state or '?'}): {message}{suffix}")
+
+
+@contextmanager
+def connect(url: str) -> Iterator[Connection]:
+    engine = make_engine(url)
+    try:
+        try:
+            conn = engine.connect()
+        except DBAPIError as err:  # refused, timed out, bad credentials, an option libpq rejects
+            raise ConnectionFailed(
+                f"cannot connect to PostgreSQL at {redact_url(url)}: {describe_db_error(err, url)}"
+            ) from None
+        with conn:
+            try:
+                yield conn
+            except DBAPIError as err:
+                raise error_from_db(err, url) from None
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def read_only(url: str) -> Iterator[Connection]:
+    """A READ ONLY, REPEATABLE READ transaction: one consistent snapshot, no writes possible."""
+    with connect(url) as conn:
+        conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+
+
+def init_schema(conn: Connection) -> list[str]:
+    """Creates the tables (and their indexes) that are missing; never alters an existing table."""
+    # Serialises concurrent inits (e.g. several reconciles on a fresh database).
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('expctl:db-init'))"))
+    missing = [t for t in (*GATEWAY_TABLES, *EXPCTL_TABLES) if t.name in missing_tables(conn)]
+    metadata.create_all(conn, tables=missing, checkfirst=True)
+    return [t.name for t in missing]
+
+
+def missing_tables(conn: Connection) -> list[str]:
+    existing = set(inspect(conn).get_table_names())
+    return [t.name for t in (*GATEWAY_TABLES, *EXPCTL_TABLES) if t.name not in existing]
+
+
+def require_schema(conn: Connection) -> None:
+    missing = missing_tables(conn)
+    if missing:
+        raise ConfigError(f"the database lacks tables {', '.join(missing)}: run `expctl db init` first")
+
+
+def take_apply_lock(conn: Connection, timeout_s: float) -> None:
+    """The transaction-scoped advisory lock that serialises apply, reconcile and import runs."""
+    conn.execute(text(f"SET LOCAL lock_timeout = '{int(timeout_s * 1000)}ms'"))
+    try:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPLY_LOCK_KEY})
+    except DBAPIError as err:
+        if getattr(err.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            raise LockTimeout(f"another expctl run holds the apply lock; gave up after {timeout_s:g}s") from None
+        raise

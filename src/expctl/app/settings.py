@@ -1,0 +1,45 @@
+"""What one command runs against: the manifest directory, PostgreSQL, the Redis targets, the
+environment that holds the secrets, and the project configuration (`expctl.toml`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from expctl.adapters import crypto
+from expctl.adapters.cache import DEFAULT_PREFIX, Cache
+from expctl.adapters.config import ProjectConfig
+from expctl.adapters.secret_policy import SecretPolicy
+from expctl.adapters.secrets import DefaultResolver, SecretResolver
+
+DEFAULT_REDIS_PREFIX = DEFAULT_PREFIX
+
+
+@dataclass
+class Settings:
+    manifest_dir: Path
+    database_url: str
+    redis_urls: Sequence[str] = ()
+    redis_prefix: str = DEFAULT_REDIS_PREFIX
+    # Not in the repr: the environment holds the secrets and the BYOK key (as DefaultResolver's repr).
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
+    base_dir: Path = field(default_factory=Path.cwd)
+    lock_timeout_s: float = 60.0
+    # expctl.toml as loaded by the command line (`ProjectConfig()` when there is none).
+    config: ProjectConfig = field(default_factory=ProjectConfig)
+
+    def secret_policy(self) -> SecretPolicy:
+        """Where secret references may point: for `load_desired(..., policy=...)` and the resolver."""
+        return self.config.secret_policy(self.base_dir, self.env)
+
+    def resolver(self) -> SecretResolver:
+        return DefaultResolver(self.env, self.base_dir, self.secret_policy())
+
+    def byok_key(self) -> bytes | None:
+        return crypto.load_byok_key(self.env)
+
+    def cache(self) -> Cache:
+        return Cache(self.redis_urls, self.redis_prefix)
