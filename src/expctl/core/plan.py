@@ -40,6 +40,10 @@ class ChangeKind(StrEnum):
 IRREVERSIBLE_TRANSITIONS = frozenset({"completed"})
 
 
+def location_record(location: Location | None) -> dict[str, Any] | None:
+    return None if location is None else {"path": location.path, "line": location.line, "col": location.col}
+
+
 @dataclass(frozen=True)
 class NewVersion:
     """What apply writes as a variant's new version row: the upstream and where its key comes from
@@ -89,8 +93,7 @@ class Change:
             "after": self.after,
             "allowed": self.allowed,
             "reason": self.reason,
-            "location": None if self.location is None else {
-                "path": self.location.path, "line": self.location.line, "col": self.location.col},
+            "location": location_record(self.location),
             "routing": self.routing,
             "irreversible": self.irreversible,
             "shares_after": self.shares_after,
@@ -137,8 +140,7 @@ class Attention:
             "secret": self.secret,
             "message": self.message,
             "blocking": self.blocking,
-            "location": None if self.location is None else {
-                "path": self.location.path, "line": self.location.line, "col": self.location.col},
+            "location": location_record(self.location),
         }
 
 
