@@ -138,7 +138,7 @@ PASSING: list[tuple[str, str]] = [
         ("openai-completions", "openai-responses", "anthropic-messages"))),
     ("null settings", edit(BASE, "{ai_sdk_provider: openai-compatible}", "{ai_sdk_provider: null}")),
     ("every upstream field", in_upstream(
-        "extra_body: {reasoning: {effort: high}, n: [1, 2.5, null, true, 'x'], big: 123456789012345678901234567890}\n"
+        "extra_body: {reasoning: {effort: high}, n: [1, 2.5, null, true, 'x'], big: 9007199254740991}\n"
         "      remove_from_body: [top_k, seed]\n      add_cache_breakpoints: true\n"
         "      inject_reasoning_into_content: false")),
     ("weight bounds", weight("1000000")),
@@ -180,12 +180,12 @@ def test_defaults(tmp_path: Path) -> None:
 
 
 def test_upstream_is_kept_as_written_without_nulls(tmp_path: Path) -> None:
-    text = in_upstream("extra_body: {reasoning: {effort: high}, big: 123456789012345678901234567890}")
+    text = in_upstream("extra_body: {reasoning: {effort: high}, big: 9007199254740991}")
     experiment = load_one(tmp_path, text).experiments[0]
     assert dict(experiment.variants[0].upstream) == {
         "internal_id": "partner-checkpoint-rc1",
         "base_url": "https://partner.example.com/v1",
-        "extra_body": {"reasoning": {"effort": "high"}, "big": 123456789012345678901234567890},
+        "extra_body": {"reasoning": {"effort": "high"}, "big": 9007199254740991},
     }
 
 
@@ -222,3 +222,27 @@ def test_messages_and_hints(tmp_path: Path) -> None:
     assert "lowercase letters, digits and '-'" in problem.hint
     (problem,) = load_one(tmp_path / "c", BASE.replace("display_name: Preview A\n", "")).problems
     assert problem.message == "missing required field 'display_name'"
+
+
+# --- what the gateway's request path would break (both gateway profiles) ------------------------------
+
+@pytest.mark.parametrize(("text", "code"), [
+    (edit(BASE, "public_model_id: kilo/preview-a", "public_model_id: «kilo/Preview-A"), "E210"),
+    (in_upstream("extra_body: {seed: «9007199254740993}"), "E211"),
+    (in_upstream("extra_body: {limits: [1, «-9007199254740992]}"), "E211"),
+])
+def test_what_the_gateway_could_never_read_as_written_is_located(tmp_path: Path, text: str, code: str) -> None:
+    source, where = unmark(text)
+    assert only_problem(load_one(tmp_path, source)) == Found(code, "m.yaml", *where)
+
+
+@pytest.mark.parametrize("line", ["extra_body: {seed: 9007199254740991}", "extra_body: {seed: '9007199254740993'}",
+                                  "extra_body: {ratio: 1.0e300}"])
+def test_safe_integers_strings_and_floats_pass(tmp_path: Path, line: str) -> None:
+    assert_clean(load_one(tmp_path, in_upstream(line)))
+
+
+def test_the_upper_case_hint_gives_the_lower_case_id(tmp_path: Path) -> None:
+    source = edit(BASE, "public_model_id: kilo/preview-a", "public_model_id: kilo/Preview-A")
+    [found] = load_one(tmp_path, source).problems
+    assert "kilo/preview-a" in found.hint and "no client could reach" in found.message

@@ -196,7 +196,8 @@ def hostile_manifests() -> list[dict[str, Any]]:
             {"label": f"a {text}"[:64], "weight": 1, "upstream": upstream_a, "api_key": {"from_env": "KEY_A"}},
             {"label": f"b {nxt}"[:64], "weight": 2, "upstream": dict(UPSTREAM_B), "api_key": {"from_env": "KEY_B"}},
         ]
-        result.append(manifest(f"h{i}", "active" if i % 2 else "draft", public_id=f"kilo/h{i} {text}"[:500],
+        public_id = f"kilo/h{i} {text}"[:500].lower()  # the gateway lower-cases ids (E210)
+        result.append(manifest(f"h{i}", "active" if i % 2 else "draft", public_id=public_id,
                                variants=variants, display_name=text[:200], description=f"{text}\n{nxt}"))
     return result
 

@@ -75,6 +75,10 @@ _ALL = (
          "names use only lowercase letters, digits and '-'", _FIELDS),
     Code("E209", "`base_url` not an absolute http(s) URL (or carries credentials)",
          "fix the value as the message says", _FIELDS),
+    Code("E210", "`public_model_id` has an upper-case letter (the gateway lower-cases requested ids: unreachable)",
+         "write the public model id in lower case", _FIELDS),
+    Code("E211", "an integer in `upstream` beyond ±(2^53 - 1) (the gateway's JavaScript would round it)",
+         "write the value as a string (quote it), or keep it within ±9007199254740991", _FIELDS),
     Code("E299", "other schema violation", "see `expctl schema`", _FIELDS),
     # --- secrets ----------------------------------------------------------------------------------
     Code("E301", "`api_key` is a literal value",

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from expctl.adapters.manifest.pydantic_problems import problems_from_validation
+from expctl.adapters.manifest.reachability import reachability_problems
 from expctl.adapters.manifest.subjects import rule_subject
 from expctl.adapters.manifest.yamlread import Document, parse_documents
 from expctl.adapters.secret_policy import SecretPolicy, is_reserved_env
@@ -237,7 +238,7 @@ def load_document(doc: Document, scan: bool = True, policy: SecretPolicy | None 
     whole file's text with `text_may_hold_keys`). `policy`: as `load_directory`'s."""
     if not isinstance(doc.data, dict):
         return None, [problem("E109", doc.start, "a manifest document must be a mapping")]
-    problems = (scan_strings(doc) if scan else []) + check_api_keys(doc, policy)
+    problems = (scan_strings(doc) if scan else []) + check_api_keys(doc, policy) + reachability_problems(doc)
     try:
         manifest = Manifest.model_validate(doc.data, strict=True)
     except ValidationError as err:
