@@ -56,7 +56,8 @@ def _render(plan: Plan, fmt: str) -> str:
               help="text for terminals, markdown for PR comments, json (the published format), github annotations.")
 @click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write the JSON plan to FILE (what `expctl apply FILE` consumes).")
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when there are none.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 2 when rows would change or Redis drifted, 0 when nothing would change.")
 @click.option("--prune", is_flag=True, help="Delete bound drafts whose manifest was removed.")
 @click.option("--require-secrets", is_flag=True,
               help="Exit 1 when any secret reference cannot be read here (for jobs that hold the secrets).")
