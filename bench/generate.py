@@ -79,7 +79,7 @@ def experiment(i: int, changed: bool = False) -> Experiment:
         for v, label in enumerate(LABELS)
     )
     return Experiment(
-        index=i, name=f"bench-exp-{i:05d}", public_model_id=f"kilo/bench-model-{i:05d}",
+        index=i, name=f"bench-exp-{i:05d}", public_model_id=f"preview/bench-model-{i:05d}",
         display_name=f"Bench experiment {i}" + (" (renamed)" if rename else ""),
         description=f"Synthetic experiment {i} comparing two partner checkpoints",
         status="active" if i % 2 == 0 else "draft", variants=variants,

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-HEAD = ("apiVersion: expctl/v1\nkind: ModelExperiment\nname: hostile\npublic_model_id: kilo/hostile\n"
+HEAD = ("apiVersion: expctl/v1\nkind: ModelExperiment\nname: hostile\npublic_model_id: preview/hostile\n"
         "display_name: Hostile\n")
 VARIANT = ("variants:\n  - label: control\n    weight: 1\n    upstream:\n      internal_id: up\n"
            "      base_url: https://up.example.com/v1\n{upstream}{variant}    api_key: {{from_env: KEY}}\n")

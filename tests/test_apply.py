@@ -39,11 +39,11 @@ def test_lifecycle_walk(ws: Workspace) -> None:
     ws.write(manifest("exp", "active"))
     assert ws.reconcile().code == 0
     started = ws.experiment("exp")["started_at"]
-    assert started is not None and ws.membership() == ["kilo/x"]
+    assert started is not None and ws.membership() == ["preview/x"]
 
     ws.write(manifest("exp", "paused"))
     assert ws.reconcile().code == 0
-    assert ws.experiment("exp")["status"] == "paused" and ws.membership() == ["kilo/x"]
+    assert ws.experiment("exp")["status"] == "paused" and ws.membership() == ["preview/x"]
 
     ws.write(manifest("exp", "active"))
     assert ws.reconcile().code == 0
@@ -57,7 +57,7 @@ def test_lifecycle_walk(ws: Workspace) -> None:
 
 
 def test_second_reconcile_is_a_noop(ws: Workspace) -> None:
-    ws.write(manifest("exp", "active"), manifest("other", "draft", public_id="kilo/y"))
+    ws.write(manifest("exp", "active"), manifest("other", "draft", public_id="preview/y"))
     assert ws.reconcile().code == 0
     before = ws.dump()
     result = ws.reconcile()
@@ -89,12 +89,12 @@ def test_hot_swap_and_rotation_keep_history(ws: Workspace) -> None:
 
 
 def test_refusal_changes_nothing_anywhere(ws: Workspace) -> None:
-    ws.write(manifest("exp", "active"), manifest("ok", "draft", public_id="kilo/y"))
+    ws.write(manifest("exp", "active"), manifest("ok", "draft", public_id="preview/y"))
     assert ws.reconcile().code == 0
     before, redis_before = ws.dump(), ws.redis_dump()
     frozen = manifest("exp", "active")
     frozen["variants"][0]["weight"] = 5  # structure is frozen once active
-    ok = manifest("ok", "active", public_id="kilo/y")  # allowed on its own, but must not be applied either
+    ok = manifest("ok", "active", public_id="preview/y")  # allowed on its own, but must not be applied either
     ws.write(frozen, ok)
     result = ws.reconcile()
     assert result.code == 1
@@ -111,7 +111,7 @@ def test_replacing_the_active_experiment_in_one_run(ws: Workspace) -> None:
     assert ws.reconcile().code == 0
     assert ws.experiment("old")["status"] == "completed"
     assert ws.experiment("new")["status"] == "active"
-    assert ws.membership() == ["kilo/x"]
+    assert ws.membership() == ["preview/x"]
 
 
 def test_saved_plan_applies_and_goes_stale(ws: Workspace, tmp_path: Path) -> None:
@@ -137,7 +137,7 @@ def test_saved_plan_applies_and_goes_stale(ws: Workspace, tmp_path: Path) -> Non
 def test_redis_down_after_commit_exits_3_then_heals(ws: Workspace) -> None:
     import redis
 
-    stale_key = "ai-gateway.model-experiments:by-public-id:kilo/x"
+    stale_key = "ai-gateway.model-experiments:by-public-id:preview/x"
     with redis.Redis.from_url(ws.redis_url) as client:
         client.set(stale_key, "routing cached before the change")
     ws.write(manifest("exp", "active"))
@@ -149,7 +149,7 @@ def test_redis_down_after_commit_exits_3_then_heals(ws: Workspace) -> None:
     assert check.code == 2
     healed = ws.reconcile()
     assert healed.code == 0 and "Nothing to apply" in healed.out
-    assert ws.membership() == ["kilo/x"]
+    assert ws.membership() == ["preview/x"]
     with redis.Redis.from_url(ws.redis_url) as client:
         assert client.get(stale_key) is None  # the failed run's invalidation was kept in the outbox
     assert ws.rows("SELECT * FROM expctl_cache_outbox") == []
@@ -163,10 +163,10 @@ def test_reconcile_heals_corrupt_membership(ws: Workspace) -> None:
     assert ws.reconcile().code == 0
     with redis.Redis.from_url(ws.redis_url) as client:
         client.set("ai-gateway.model-experiments:experimented-public-ids", "not json")
-        client.set("ai-gateway.model-experiments:by-public-id:kilo/x", "{}")
+        client.set("ai-gateway.model-experiments:by-public-id:preview/x", "{}")
     assert ws.expctl("cache", "check").code == 2
     assert ws.reconcile().code == 0
-    assert ws.membership() == ["kilo/x"]
+    assert ws.membership() == ["preview/x"]
 
 
 def test_per_id_key_dropped_on_routing_change_only(ws: Workspace) -> None:
@@ -174,7 +174,7 @@ def test_per_id_key_dropped_on_routing_change_only(ws: Workspace) -> None:
 
     ws.write(manifest("exp", "active"))
     assert ws.reconcile().code == 0
-    key = "ai-gateway.model-experiments:by-public-id:kilo/x"
+    key = "ai-gateway.model-experiments:by-public-id:preview/x"
     with redis.Redis.from_url(ws.redis_url) as client:
         client.set(key, "cached")
         ws.write(manifest("exp", "active", description="only the text changes"))
@@ -240,12 +240,12 @@ def test_canary_secret_never_leaks(ws: Workspace, tmp_path: Path) -> None:
 
 
 def test_removed_manifests_prune_and_release(ws: Workspace, tmp_path: Path) -> None:
-    ws.write(manifest("keep-draft", "draft", public_id="kilo/a"), manifest("done", "active", public_id="kilo/b"),
-             manifest("live", "active", public_id="kilo/c"))
+    ws.write(manifest("keep-draft", "draft", public_id="preview/a"), manifest("done", "active", public_id="preview/b"),
+             manifest("live", "active", public_id="preview/c"))
     assert ws.reconcile().code == 0
-    ws.write(manifest("done", "completed", public_id="kilo/b"), manifest("live", "active", public_id="kilo/c"))
+    ws.write(manifest("done", "completed", public_id="preview/b"), manifest("live", "active", public_id="preview/c"))
     assert ws.reconcile().code == 0
-    ws.write(manifest("live", "active", public_id="kilo/c"))
+    ws.write(manifest("live", "active", public_id="preview/c"))
     plan = ws.expctl("plan")
     assert plan.code == 0 and "deleted only with --prune" in plan.out
     assert ws.expctl("plan", "--prune", "--out", str(tmp_path / "prune.json")).code == 0
@@ -270,7 +270,7 @@ def test_new_ids_are_random_version_4_uuids() -> None:
 
 def test_a_constraint_hit_by_copy_is_an_integrity_error_naming_it(db: str) -> None:
     """COPY runs on psycopg directly; its errors must still reach the apply's constraint mapping."""
-    experiment = {"id": new_id(), "public_model_id": "kilo/x", "name": "X", "description": None, "status": "draft",
+    experiment = {"id": new_id(), "public_model_id": "preview/x", "name": "X", "description": None, "status": "draft",
                   "is_archived": False}
     variant = {"id": new_id(), "experiment_id": experiment["id"], "label": "control", "weight": 0}
     with connect(db) as conn, conn.begin():

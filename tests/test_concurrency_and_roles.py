@@ -20,8 +20,8 @@ def _spawn(ws: Workspace, *args: str) -> subprocess.Popen[str]:
 
 
 def test_four_concurrent_reconciles_converge(ws: Workspace) -> None:
-    ws.write(*(manifest(f"exp-{i}", "active", public_id=f"kilo/m{i}") for i in range(6)),
-             manifest("draft-one", "draft", public_id="kilo/d"))
+    ws.write(*(manifest(f"exp-{i}", "active", public_id=f"preview/m{i}") for i in range(6)),
+             manifest("draft-one", "draft", public_id="preview/d"))
     procs = [_spawn(ws, "reconcile", "--auto-approve", "--lock-timeout", "60") for _ in range(4)]
     results = [(p.wait(timeout=120), p.stdout.read() if p.stdout else "", p.stderr.read() if p.stderr else "")
                for p in procs]
@@ -32,7 +32,7 @@ def test_four_concurrent_reconciles_converge(ws: Workspace) -> None:
     assert ws.rows("SELECT count(*) AS n FROM model_experiment_variant") == [{"n": 14}]
     assert ws.rows("SELECT count(*) AS n FROM model_experiment_variant_version") == [{"n": 14}]
     assert ws.rows("SELECT count(*) AS n FROM expctl_binding") == [{"n": 7}]
-    assert ws.membership() == [f"kilo/m{i}" for i in range(6)]
+    assert ws.membership() == [f"preview/m{i}" for i in range(6)]
 
 
 def test_plan_works_with_a_select_only_role(ws: Workspace) -> None:

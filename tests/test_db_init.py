@@ -97,7 +97,7 @@ def test_plan_without_tables_says_to_init(ws: Workspace) -> None:
 
 
 def test_cli_json_plan_matches_the_published_schema(ws: Workspace) -> None:
-    ws.write(manifest("exp", "active"), manifest("other", "draft", public_id="kilo/y"))
+    ws.write(manifest("exp", "active"), manifest("other", "draft", public_id="preview/y"))
     result = ws.expctl("plan", "--format", "json")
     assert result.code == 0
     record = json.loads(result.out)

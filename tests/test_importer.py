@@ -69,11 +69,11 @@ def bindings(db_url: str) -> dict[str, str]:
     return dict(rows)
 
 
-FOO = Row("kilo/preview-foo", "Preview Foo RC bake-off", "active", [
+FOO = Row("preview/preview-foo", "Preview Foo RC bake-off", "active", [
     ("control", 1, upstream("rc1", opencode_settings={"ai_sdk_provider": "openai-compatible"}), "sk-test-control-0001"),
     ("treatment", 3, upstream("rc2", extra_body={"reasoning": {"effort": "medium"}, "n": 1.5}), "sk-test-treat-0002"),
 ], description="Compare rc1 and rc2")
-BAR = Row("kilo/preview-bar", "Preview Bar", "paused", [("only", 1, upstream("bar"), "bar-key")], archived=True)
+BAR = Row("preview/preview-bar", "Preview Bar", "paused", [("only", 1, upstream("bar"), "bar-key")], archived=True)
 
 
 def plan_json(capsys: pytest.CaptureFixture[str], out_dir: Path, db_url: str, redis_url: str) -> tuple[int, Any]:
@@ -124,17 +124,17 @@ def test_public_model_id_filter_and_unknown_id(
 ) -> None:
     insert(db, FOO)
     bar_id = insert(db, BAR)
-    code, _, err = expctl(capsys, "import", "--public-model-id", "kilo/preview-bar", "--out-dir", str(tmp_path),
+    code, _, err = expctl(capsys, "import", "--public-model-id", "preview/preview-bar", "--out-dir", str(tmp_path),
                           "--database-url", db)
     assert code == 0, err
     assert bindings(db) == {"preview-bar": bar_id}
     assert [p.name for p in tmp_path.iterdir()] == ["preview-bar.yaml"]
 
-    code, out, err = expctl(capsys, "import", "--public-model-id", "kilo/preview-bar", "--public-model-id",
-                            "kilo/nothing-here", "--out-dir", str(tmp_path), "--database-url", db)
+    code, out, err = expctl(capsys, "import", "--public-model-id", "preview/preview-bar", "--public-model-id",
+                            "preview/nothing-here", "--out-dir", str(tmp_path), "--database-url", db)
     assert code == 1
     assert "already managed (manifest preview-bar)" in out
-    assert "kilo/nothing-here: no experiment" in err
+    assert "preview/nothing-here: no experiment" in err
 
 
 def test_refuses_to_overwrite_unless_forced(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,9 +159,9 @@ def test_names_avoid_existing_manifests_and_bindings(
 ) -> None:
     existing = (Path(__file__).parents[1] / "experiments.d" / "preview-foo-rc-bakeoff.yaml").read_text()
     (tmp_path / "hand-written.yaml").write_text(existing.replace("preview-foo-rc-bakeoff", "preview-bar")
-                                                .replace("kilo/preview-foo", "kilo/other").replace("active", "draft"))
+                                                .replace("preview/preview-foo", "preview/other").replace("active", "draft"))
     insert(db, BAR)
-    insert(db, Row("kilo/bar-2", "Preview Bar", "draft", [("a", 1, upstream("x"), "k")]))
+    insert(db, Row("preview/bar-2", "Preview Bar", "draft", [("a", 1, upstream("x"), "k")]))
     code, _, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)
     assert code == 0, err
     assert sorted(bindings(db)) == ["preview-bar-2", "preview-bar-3"]
@@ -171,7 +171,7 @@ def test_names_avoid_existing_manifests_and_bindings(
 def test_completed_experiment_is_importable_and_needs_no_keys(
     db: str, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    insert(db, Row("kilo/old", "Old run", "completed", [("a", 1, upstream("old"), "gone")], archived=True))
+    insert(db, Row("preview/old", "Old run", "completed", [("a", 1, upstream("old"), "gone")], archived=True))
     code, out, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)
     assert code == 0, err
     assert "need no variables" in out
@@ -184,9 +184,9 @@ def test_completed_experiment_is_importable_and_needs_no_keys(
 def test_not_importable_rows_are_named_and_skipped(
     db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    insert(db, Row("kilo/long", "Long label", "draft", [("x" * 70, 1, upstream("a"), "k")]))
-    insert(db, Row("kilo/headers", "Headers", "draft", [("a", 1, upstream("a", extra_headers={"X": "1"}), "k")]))
-    insert(db, Row("kilo/nulls", "Nulls", "draft", [("a", 1, upstream("a", extra_body=None), "k")]))
+    insert(db, Row("preview/long", "Long label", "draft", [("x" * 70, 1, upstream("a"), "k")]))
+    insert(db, Row("preview/headers", "Headers", "draft", [("a", 1, upstream("a", extra_headers={"X": "1"}), "k")]))
+    insert(db, Row("preview/nulls", "Nulls", "draft", [("a", 1, upstream("a", extra_body=None), "k")]))
     insert(db, BAR)
     code, _, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)
     assert code == 1
@@ -242,7 +242,7 @@ def test_warns_when_an_existing_manifest_wants_the_same_public_id_routed(
     db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     existing = (Path(__file__).parents[1] / "experiments.d" / "preview-foo-rc-bakeoff.yaml").read_text()
-    (tmp_path / "new.yaml").write_text(existing.replace("kilo/preview-foo", "kilo/preview-bar"))
+    (tmp_path / "new.yaml").write_text(existing.replace("preview/preview-foo", "preview/preview-bar"))
     insert(db, BAR)
     code, _, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)
     assert code == 0

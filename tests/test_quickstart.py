@@ -85,7 +85,7 @@ def test_quickstart_main_command_in_a_fresh_copy(work: Path) -> None:
         ("preview-bar-routing", "draft"), ("preview-baz-first-try", "draft"),
         ("preview-baz-long-context", "active"), ("preview-foo-rc-bakeoff", "active"),
     ]
-    assert membership == b'["kilo/preview-baz","kilo/preview-foo"]'
+    assert membership == b'["preview/preview-baz","preview/preview-foo"]'
     assert not _processes_in(repo)
     assert (repo / ".expctl" / ".gitignore").read_text() == "*\n"
 

@@ -83,7 +83,7 @@ def experiments(n: int, *, changed: bool = False) -> list[dict[str, Any]]:
             {"label": "control", "weight": 1, "upstream": control, "api_key": {"from_env": "KEY_A"}},
             {"label": "treatment", "weight": 2, "upstream": dict(UPSTREAM_B), "api_key": {"from_env": "KEY_B"}},
         ]
-        m = manifest(f"exp-{i:03d}", status, public_id=f"kilo/model-{i:03d}", variants=variants)
+        m = manifest(f"exp-{i:03d}", status, public_id=f"preview/model-{i:03d}", variants=variants)
         if changed:
             m["display_name"] += " v2"
             m["status"] = "paused" if status == "active" else status

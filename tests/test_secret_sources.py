@@ -18,7 +18,7 @@ MANIFEST = """\
 apiVersion: expctl/v1
 kind: ModelExperiment
 name: exp
-public_model_id: kilo/x
+public_model_id: preview/x
 display_name: Exp
 status: active
 variants:

@@ -81,8 +81,8 @@ FIXED = [
 def test_fixed_vectors_agree_with_reference(
     db: str, capsys: pytest.CaptureFixture[str], subject: str, expected_bucket: int, expected_label: str,
 ) -> None:
-    insert(db, EXP_ID, "kilo/preview-foo", "active", VARIANTS)
-    code, record = simulate_json(capsys, db, "kilo/preview-foo", "--subject", subject)
+    insert(db, EXP_ID, "preview/preview-foo", "active", VARIANTS)
+    code, record = simulate_json(capsys, db, "preview/preview-foo", "--subject", subject)
     assert code == 0
     assert reference_pick(EXP_ID, VARIANTS, subject) == (expected_label, expected_bucket)
     assert (record["variant"]["label"], record["bucket"]) == (expected_label, expected_bucket)
@@ -91,16 +91,16 @@ def test_fixed_vectors_agree_with_reference(
 
 
 def test_many_subjects_agree_with_reference(db: str, capsys: pytest.CaptureFixture[str]) -> None:
-    insert(db, EXP_ID, "kilo/preview-foo", "active", VARIANTS)
+    insert(db, EXP_ID, "preview/preview-foo", "active", VARIANTS)
     for i in range(25):
         subject = f"machine:m-{i}"
-        _, record = simulate_json(capsys, db, "kilo/preview-foo", "--subject", subject)
+        _, record = simulate_json(capsys, db, "preview/preview-foo", "--subject", subject)
         assert (record["variant"]["label"], record["bucket"]) == reference_pick(EXP_ID, VARIANTS, subject)
 
 
 def test_sample_split_is_close_to_the_weights(db: str, capsys: pytest.CaptureFixture[str]) -> None:
-    insert(db, EXP_ID, "kilo/preview-foo", "active", VARIANTS)
-    code, record = simulate_json(capsys, db, "kilo/preview-foo", "--subject", "user:1", "--sample", "2000")
+    insert(db, EXP_ID, "preview/preview-foo", "active", VARIANTS)
+    code, record = simulate_json(capsys, db, "preview/preview-foo", "--subject", "user:1", "--sample", "2000")
     assert code == 0
     rows = {r["label"]: r for r in record["sample"]["rows"]}
     assert sum(r["count"] for r in rows.values()) == 2000
@@ -111,7 +111,7 @@ def test_sample_split_is_close_to_the_weights(db: str, capsys: pytest.CaptureFix
         expected = sum(1 for i in range(2000) if reference_pick(EXP_ID, VARIANTS, f"user:sample-{i}")[0] == label)
         assert rows[label]["count"] == expected
 
-    code, out = simulate(capsys, db, "kilo/preview-foo", "--sample", "200", "--sample-kind", "ip")
+    code, out = simulate(capsys, db, "preview/preview-foo", "--sample", "200", "--sample-kind", "ip")
     assert code == 0
     assert "200 synthetic ip subjects" in out
     assert "expected" in out
@@ -119,27 +119,27 @@ def test_sample_split_is_close_to_the_weights(db: str, capsys: pytest.CaptureFix
 
 
 def test_paused_means_404(db: str, capsys: pytest.CaptureFixture[str]) -> None:
-    insert(db, EXP_ID, "kilo/preview-foo", "paused", VARIANTS)
-    code, out = simulate(capsys, db, "kilo/preview-foo", "--subject", "user:42")
+    insert(db, EXP_ID, "preview/preview-foo", "paused", VARIANTS)
+    code, out = simulate(capsys, db, "preview/preview-foo", "--subject", "user:42")
     assert code == 0
     assert "paused" in out
     assert "404" in out
 
 
 def test_not_routed_exits_1(db: str, capsys: pytest.CaptureFixture[str]) -> None:
-    insert(db, EXP_ID, "kilo/preview-foo", "draft", VARIANTS)
-    code, out = simulate(capsys, db, "kilo/preview-foo", "--subject", "user:42")
+    insert(db, EXP_ID, "preview/preview-foo", "draft", VARIANTS)
+    code, out = simulate(capsys, db, "preview/preview-foo", "--subject", "user:42")
     assert code == 1
     assert "not routed" in out
     assert "is draft" in out
-    code, record = simulate_json(capsys, db, "kilo/unknown", "--subject", "user:42")
+    code, record = simulate_json(capsys, db, "preview/unknown", "--subject", "user:42")
     assert code == 1
     assert record["outcome"] == "not_routed"
     assert record["variant"] is None
 
 
 def test_bad_subject_is_a_usage_error(db: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = simulate(capsys, db, "kilo/preview-foo", "--subject", "email:a@b")
+    code, out = simulate(capsys, db, "preview/preview-foo", "--subject", "email:a@b")
     assert code == 1
     assert "user:ID" in out
 
@@ -148,7 +148,7 @@ MANIFEST = """\
 apiVersion: expctl/v1
 kind: ModelExperiment
 name: {name}
-public_model_id: kilo/preview-foo
+public_model_id: preview/preview-foo
 display_name: Preview Foo
 status: active
 variants:
@@ -172,7 +172,7 @@ def test_from_manifests_new_experiment_is_a_preview(
     db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     manifests = write_manifest(tmp_path / "m", "foo", [("b", 1), ("a", 1)])
-    code, record = simulate_json(capsys, db, "kilo/preview-foo", "--subject", "user:42", "--from-manifests",
+    code, record = simulate_json(capsys, db, "preview/preview-foo", "--subject", "user:42", "--from-manifests",
                                  "--dir", str(manifests), "--sample", "1000")
     assert code == 0
     assert record["preview"] is True
@@ -181,17 +181,17 @@ def test_from_manifests_new_experiment_is_a_preview(
     assert all(v["id"] is None for v in record["variants"])
     assert any("assigned at apply" in note for note in record["notes"])
     assert all(abs(r["observed_share"] - 0.5) < 0.05 for r in record["sample"]["rows"])
-    code, out = simulate(capsys, db, "kilo/preview-foo", "--subject", "user:42", "--from-manifests",
+    code, out = simulate(capsys, db, "preview/preview-foo", "--subject", "user:42", "--from-manifests",
                          "--dir", str(manifests))
     assert "PREVIEW" in out
     assert "would get" in out
 
 
 def test_from_manifests_uses_bound_ids(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    insert(db, EXP_ID, "kilo/preview-foo", "active", VARIANTS, bound_as="foo")
+    insert(db, EXP_ID, "preview/preview-foo", "active", VARIANTS, bound_as="foo")
     manifests = write_manifest(tmp_path / "m", "foo", [("holdout", 1), ("treatment", 3), ("control", 1)])
     for subject, _, label in FIXED:
-        code, record = simulate_json(capsys, db, "kilo/preview-foo", "--subject", subject, "--from-manifests",
+        code, record = simulate_json(capsys, db, "preview/preview-foo", "--subject", subject, "--from-manifests",
                                      "--dir", str(manifests))
         assert code == 0
         assert record["preview"] is False
@@ -199,7 +199,7 @@ def test_from_manifests_uses_bound_ids(db: str, tmp_path: Path, capsys: pytest.C
         assert record["variant"]["label"] == label
 
     write_manifest(tmp_path / "m", "foo", [("holdout", 1), ("treatment", 3), ("control", 1), ("extra", 1)])
-    code, record = simulate_json(capsys, db, "kilo/preview-foo", "--subject", "user:42", "--from-manifests",
+    code, record = simulate_json(capsys, db, "preview/preview-foo", "--subject", "user:42", "--from-manifests",
                                  "--dir", str(manifests))
     assert record["preview"] is True
     assert [v["label"] for v in record["variants"]] == ["control", "treatment", "holdout", "extra"]
@@ -209,13 +209,13 @@ def test_from_manifests_uses_bound_ids(db: str, tmp_path: Path, capsys: pytest.C
 
 
 def test_from_manifests_not_routed(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    insert(db, EXP_ID, "kilo/preview-foo", "active", VARIANTS)
+    insert(db, EXP_ID, "preview/preview-foo", "active", VARIANTS)
     manifests = write_manifest(tmp_path / "m", "other", [("a", 1)])
-    code, out = simulate(capsys, db, "kilo/elsewhere", "--subject", "user:1", "--from-manifests", "--dir",
+    code, out = simulate(capsys, db, "preview/elsewhere", "--subject", "user:1", "--from-manifests", "--dir",
                          str(manifests))
     assert code == 1
     assert "no manifest wants it" in out
-    code, record = simulate_json(capsys, db, "kilo/preview-foo", "--subject", "user:1", "--from-manifests",
+    code, record = simulate_json(capsys, db, "preview/preview-foo", "--subject", "user:1", "--from-manifests",
                                  "--dir", str(manifests))
     assert code == 0
     assert any("takes over only once that one is completed" in note for note in record["notes"])

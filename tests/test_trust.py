@@ -221,13 +221,13 @@ def test_redis_down_with_nothing_to_apply_does_not_claim_a_commit(ws: Workspace)
 
 
 def test_a_malformed_stored_key_is_one_variants_repair_not_a_global_failure(ws: Workspace) -> None:
-    ws.write(manifest("exp", "active"), manifest("other", "active", public_id="kilo/other"))
+    ws.write(manifest("exp", "active"), manifest("other", "active", public_id="preview/other"))
     assert ws.reconcile().code == 0
     ws.execute("UPDATE model_experiment_variant_version SET encrypted_api_key = "
                "'{\"iv\": \"not base64!\", \"data\": \"x\", \"authTag\": \"y\"}' "
                "WHERE variant_id IN (SELECT v.id FROM model_experiment_variant v JOIN expctl_binding b "
                "ON b.experiment_id = v.experiment_id WHERE b.name = 'exp' AND v.label = 'control')")
-    ws.write(manifest("exp", "active"), manifest("other", "active", public_id="kilo/other",
+    ws.write(manifest("exp", "active"), manifest("other", "active", public_id="preview/other",
                                                 description="still planned"))
     plan = ws.expctl("plan", "--format", "json")
     assert plan.code == 0, plan.err
@@ -254,7 +254,7 @@ def test_a_host_pin_refuses_sending_the_key_elsewhere(ws: Workspace) -> None:
     assert ws.reconcile().code == 1
     assert ws.dump() == before
     # A new experiment is held to the pin as well.
-    ws.write(manifest("exp", "active"), manifest("new", "draft", public_id="kilo/new",
+    ws.write(manifest("exp", "active"), manifest("new", "draft", public_id="preview/new",
                                                  variants=_variants({"from_env": "KEY_A"}, moved)))
     refused = json.loads(ws.expctl("plan", "--format", "json").out)
     assert [c["kind"] for _, c in _refused(refused)] == ["add_variant"]

@@ -22,7 +22,7 @@ UPSTREAM_B = {"internal_id": "up-b", "base_url": "https://b.example.com/v1"}
 MEMBERSHIP_KEY = "ai-gateway.model-experiments:experimented-public-ids"
 
 
-def manifest(name: str, status: str = "draft", public_id: str = "kilo/x", variants: list[dict[str, Any]] | None = None,
+def manifest(name: str, status: str = "draft", public_id: str = "preview/x", variants: list[dict[str, Any]] | None = None,
              **extra: Any) -> dict[str, Any]:
     if variants is None:
         variants = [

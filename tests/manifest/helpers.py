@@ -20,7 +20,7 @@ BASE = """\
 apiVersion: expctl/v1
 kind: ModelExperiment
 name: exp-a
-public_model_id: kilo/preview-a
+public_model_id: preview/preview-a
 display_name: Preview A
 description: Compare two checkpoints
 status: draft
@@ -72,7 +72,7 @@ def position(text: str, needle: str, offset: int = 0, occurrence: int = 1) -> tu
 
 def manifest(
     name: str = "exp-a",
-    public_model_id: str = "kilo/preview-a",
+    public_model_id: str = "preview/preview-a",
     status: str = "draft",
     archived: str = "false",
     variants: tuple[tuple[str, str | None], ...] = (("control", None), ("treatment", None)),

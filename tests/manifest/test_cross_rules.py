@@ -43,16 +43,16 @@ FAILING: list[tuple[str, Files, Expected]] = [
      {"a.yaml": A(variants=(("a", "old"), ("b", "old")))},
      [("E404", "a.yaml", "renamed_from: old", 2, 14)]),
     ("E403 two active on one public id",
-     {"a.yaml": A(name="one", public_model_id="kilo/x", status="active"),
-      "b.yaml": A(name="two", public_model_id="kilo/x", status="active")},
+     {"a.yaml": A(name="one", public_model_id="preview/x", status="active"),
+      "b.yaml": A(name="two", public_model_id="preview/x", status="active")},
      [("E403", "b.yaml", "status: active", 1, 8)]),
     ("E403 active and paused",
-     {"a.yaml": A(name="one", public_model_id="kilo/x", status="paused"),
-      "b.yaml": A(name="two", public_model_id="kilo/x", status="active")},
+     {"a.yaml": A(name="one", public_model_id="preview/x", status="paused"),
+      "b.yaml": A(name="two", public_model_id="preview/x", status="active")},
      [("E403", "b.yaml", "status: active", 1, 8)]),
     ("E403 two paused in one file",
-     {"a.yaml": A(name="one", public_model_id="kilo/x", status="paused") + "---\n"
-      + A(name="two", public_model_id="kilo/x", status="paused")},
+     {"a.yaml": A(name="one", public_model_id="preview/x", status="paused") + "---\n"
+      + A(name="two", public_model_id="preview/x", status="paused")},
      [("E403", "a.yaml", "status: paused", 2, 8)]),
     ("E405 active and archived",
      {"a.yaml": A(status="active", archived="true")},
@@ -72,11 +72,11 @@ def test_failing_cross_rule(tmp_path: Path, files: Files, expected: Expected) ->
 
 
 def test_cross_rule_messages_point_at_the_other_place(tmp_path: Path) -> None:
-    files: Files = {"a.yaml": A(name="one", public_model_id="kilo/x", status="active"),
-                    "b.yaml": A(name="two", public_model_id="kilo/x", status="paused")}
+    files: Files = {"a.yaml": A(name="one", public_model_id="preview/x", status="active"),
+                    "b.yaml": A(name="two", public_model_id="preview/x", status="paused")}
     (problem,) = load_files(tmp_path, files).problems
     first = f"{tmp_path / 'a.yaml'}:{where(files, 'a.yaml', 'status: active', offset=8)[0]}:9"
-    assert problem.message == f"'two' and 'one' ({first}) both want 'kilo/x' active or paused"
+    assert problem.message == f"'two' and 'one' ({first}) both want 'preview/x' active or paused"
     files = {"a.yaml": A(name="dup"), "b.yaml": A(name="dup", public_model_id="p/b")}
     (problem,) = load_files(tmp_path / "names", files).problems
     assert problem.message == f"name 'dup' is already used at {tmp_path / 'names' / 'a.yaml'}:3:7"
@@ -90,17 +90,17 @@ PASSING: list[tuple[str, Files]] = [
     ("renamed_from an old label", {"a.yaml": A(variants=(("control", None), ("treatment", "candidate")))}),
     ("swap-free rename chain", {"a.yaml": A(variants=(("b", "a"), ("c", "x")))}),
     ("active and draft on one id",
-     {"a.yaml": A(name="one", public_model_id="kilo/x", status="active"),
-      "b.yaml": A(name="two", public_model_id="kilo/x", status="draft")}),
+     {"a.yaml": A(name="one", public_model_id="preview/x", status="active"),
+      "b.yaml": A(name="two", public_model_id="preview/x", status="draft")}),
     ("active and completed on one id",
-     {"a.yaml": A(name="one", public_model_id="kilo/x", status="active"),
-      "b.yaml": A(name="two", public_model_id="kilo/x", status="completed")}),
+     {"a.yaml": A(name="one", public_model_id="preview/x", status="active"),
+      "b.yaml": A(name="two", public_model_id="preview/x", status="completed")}),
     ("two completed on one id",
-     {"a.yaml": A(name="one", public_model_id="kilo/x", status="completed"),
-      "b.yaml": A(name="two", public_model_id="kilo/x", status="completed")}),
+     {"a.yaml": A(name="one", public_model_id="preview/x", status="completed"),
+      "b.yaml": A(name="two", public_model_id="preview/x", status="completed")}),
     ("active on different ids",
-     {"a.yaml": A(name="one", public_model_id="kilo/x", status="active"),
-      "b.yaml": A(name="two", public_model_id="kilo/y", status="active")}),
+     {"a.yaml": A(name="one", public_model_id="preview/x", status="active"),
+      "b.yaml": A(name="two", public_model_id="preview/y", status="active")}),
     ("paused and archived", {"a.yaml": A(status="paused", archived="true")}),
     ("completed and archived", {"a.yaml": A(status="completed", archived="true")}),
     ("draft and archived", {"a.yaml": A(status="draft", archived="true")}),
@@ -123,7 +123,7 @@ def test_cross_rules_run_on_documents_with_other_errors(tmp_path: Path) -> None:
 
 
 def test_missing_public_model_id_is_not_a_routing_conflict(tmp_path: Path) -> None:
-    files: Files = {f"{name}.yaml": A(name=name, status="active").replace("public_model_id: kilo/preview-a\n", "")
+    files: Files = {f"{name}.yaml": A(name=name, status="active").replace("public_model_id: preview/preview-a\n", "")
                     for name in ("one", "two")}
     codes = sorted(p.code for p in load_files(tmp_path, files).problems)
     assert codes == ["E202", "E202"]

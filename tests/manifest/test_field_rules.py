@@ -85,8 +85,8 @@ FAILING: list[tuple[str, str, str]] = [
     ("E206 description too long", edit(BASE, "description: Compare two checkpoints",
                                        "description: «" + "x" * 2001), "E206"),
     ("E206 name too long", edit(BASE, "name: exp-a", "name: «" + "n" * 201), "E206"),
-    ("E206 public_model_id too long", edit(BASE, "public_model_id: kilo/preview-a",
-                                           "public_model_id: «kilo/" + "p" * 500), "E206"),
+    ("E206 public_model_id too long", edit(BASE, "public_model_id: preview/preview-a",
+                                           "public_model_id: «preview/" + "p" * 500), "E206"),
     ("E206 weight too big", weight("«1000001"), "E206"),
     ("E206 weight huge", weight("«" + "9" * 40), "E206"),
     ("E206 internal_id empty", edit(BASE, "internal_id: partner-checkpoint-rc1", "internal_id: «''"), "E206"),
@@ -227,7 +227,7 @@ def test_messages_and_hints(tmp_path: Path) -> None:
 # --- what the gateway's request path would break (both gateway profiles) ------------------------------
 
 @pytest.mark.parametrize(("text", "code"), [
-    (edit(BASE, "public_model_id: kilo/preview-a", "public_model_id: «kilo/Preview-A"), "E210"),
+    (edit(BASE, "public_model_id: preview/preview-a", "public_model_id: «preview/Preview-A"), "E210"),
     (in_upstream("extra_body: {seed: «9007199254740993}"), "E211"),
     (in_upstream("extra_body: {limits: [1, «-9007199254740992]}"), "E211"),
 ])
@@ -243,6 +243,6 @@ def test_safe_integers_strings_and_floats_pass(tmp_path: Path, line: str) -> Non
 
 
 def test_the_upper_case_hint_gives_the_lower_case_id(tmp_path: Path) -> None:
-    source = edit(BASE, "public_model_id: kilo/preview-a", "public_model_id: kilo/Preview-A")
+    source = edit(BASE, "public_model_id: preview/preview-a", "public_model_id: preview/Preview-A")
     [found] = load_one(tmp_path, source).problems
-    assert "kilo/preview-a" in found.hint and "no client could reach" in found.message
+    assert "preview/preview-a" in found.hint and "no client could reach" in found.message

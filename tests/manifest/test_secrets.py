@@ -64,7 +64,7 @@ PLACES: list[tuple[str, str]] = [
     ("extra_body nested list", in_upstream("extra_body: {a: [[x, [«{key}]], 1]}")),
     ("extra_body block list", in_upstream("extra_body:\n        headers:\n          - x\n          - «{key}")),
     ("remove_from_body", in_upstream("remove_from_body: [top_k, «{key}]")),
-    ("public_model_id", edit(BASE, "public_model_id: kilo/preview-a", "public_model_id: «kilo/{key}")),
+    ("public_model_id", edit(BASE, "public_model_id: preview/preview-a", "public_model_id: «preview/{key}")),
 ]
 
 
@@ -100,7 +100,7 @@ REALISTIC = [
     "aGVsbG8gd29ybGQ=", "dGVzdA==", "Zm9vYmFy",
     "task-router-experiment-2024-canary-eu-west", "risk-scoring-long-context-evaluation-run",
     "a-very-long-lowercase-slug-for-the-desk-support-assistant-experiment-2025",
-    "ASIAPACIFICREGIONALROUTING", "2024-10-22T13:45:00Z", "kilo/preview-foo", "/run/secrets/partner-rc2",
+    "ASIAPACIFICREGIONALROUTING", "2024-10-22T13:45:00Z", "preview/preview-foo", "/run/secrets/partner-rc2",
 ]
 
 

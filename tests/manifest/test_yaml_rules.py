@@ -240,7 +240,7 @@ def test_bom_is_ignored_and_positions_stay_right(tmp_path: Path) -> None:
 
 
 def test_several_documents_per_file(tmp_path: Path) -> None:
-    second = BASE.replace("name: exp-a", "name: exp-b").replace("kilo/preview-a", "kilo/preview-b")
+    second = BASE.replace("name: exp-a", "name: exp-b").replace("preview/preview-a", "preview/preview-b")
     result = load_one(tmp_path, BASE + "---\n" + second)
     assert_clean(result, experiments=2)
     assert [e.name for e in result.experiments] == ["exp-a", "exp-b"]
@@ -260,7 +260,7 @@ def test_empty_documents_are_ignored(tmp_path: Path, text: str) -> None:
 def test_only_yaml_files_are_read(tmp_path: Path) -> None:
     result = load_files(tmp_path, {
         "a.yaml": BASE,
-        "b.yml": BASE.replace("exp-a", "exp-b").replace("kilo/preview-a", "kilo/preview-b"),
+        "b.yml": BASE.replace("exp-a", "exp-b").replace("preview/preview-a", "preview/preview-b"),
         "notes.txt": "not: [yaml",
         ".hidden.yaml": "not: [yaml",
         ".git/x.yaml": "not: [yaml",

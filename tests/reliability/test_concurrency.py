@@ -59,7 +59,7 @@ RACE_EXIT_1 = ("change(s) refused: nothing was applied", "changed underneath thi
 
 
 def _m(name: str, status: str, public: str, **extra: Any) -> dict[str, Any]:
-    return manifest(name, status, public_id=f"kilo/{public}", **extra)
+    return manifest(name, status, public_id=f"preview/{public}", **extra)
 
 
 def _variants(control: dict[str, Any] | None = None, control_weight: int = 1) -> list[dict[str, Any]]:
@@ -95,10 +95,10 @@ def admin_create(db_url: str, public: str, status: str) -> str:
     try:
         sql(db_url, "INSERT INTO model_experiment (public_model_id, name, status, started_at) "
                     "VALUES (%s, %s, %s, CASE WHEN %s = 'active' THEN now() END)",
-            (f"kilo/{public}", f"Admin experiment on {public}", status, status))
+            (f"preview/{public}", f"Admin experiment on {public}", status, status))
     except psycopg.errors.UniqueViolation:
-        return f"admin lost the race for kilo/{public} (already routed)"
-    return f"created unmanaged {status} on kilo/{public}"
+        return f"admin lost the race for preview/{public} (already routed)"
+    return f"created unmanaged {status} on preview/{public}"
 
 
 def admin_complete_blockers(db_url: str) -> int:

@@ -61,8 +61,8 @@ BASE_RUNS = 1  # the template holds the audit row of the run that built the base
 
 
 def base_manifests() -> list[dict[str, Any]]:
-    return ([manifest(f"b{i}", "active", public_id=f"kilo/b{i}") for i in range(10)]
-            + [manifest(f"d{i}", "draft", public_id=f"kilo/d{i}") for i in range(10)])
+    return ([manifest(f"b{i}", "active", public_id=f"preview/b{i}") for i in range(10)]
+            + [manifest(f"d{i}", "draft", public_id=f"preview/d{i}") for i in range(10)])
 
 
 def big_manifests() -> list[dict[str, Any]]:
@@ -78,7 +78,7 @@ def big_manifests() -> list[dict[str, Any]]:
             m = manifest(name, "active", public_id=public)  # hot-swaps
             m["variants"][0]["upstream"] = {**UPSTREAM_A, "internal_id": f"swapped-{i}"}
         edited.append(m)
-    new = [manifest(f"n{i:03d}", "active" if i % 2 else "draft", public_id=f"kilo/n{i:03d}",
+    new = [manifest(f"n{i:03d}", "active" if i % 2 else "draft", public_id=f"preview/n{i:03d}",
                     description=f"experiment number {i}") for i in range(NEW_EXPERIMENTS)]
     return edited + new
 

@@ -47,8 +47,8 @@ SECRETS = {"KEY_A": "secret-a", "KEY_B": "secret-b"}
 
 
 def manifests() -> list[dict[str, Any]]:
-    return [manifest("exp", "active"), manifest("other", "draft", public_id="kilo/other"),
-            manifest("third", "active", public_id="kilo/third")]
+    return [manifest("exp", "active"), manifest("other", "draft", public_id="preview/other"),
+            manifest("third", "active", public_id="preview/third")]
 
 
 # --- PostgreSQL restarted -------------------------------------------------------------------------
@@ -108,7 +108,7 @@ def test_postgres_restarts_while_a_run_waits_for_the_lock(rws: Workspace, restar
     healed = rws.reconcile()
     assert healed.code == 0, healed.err
     assert_matches_manifests(rws.db_url, manifests(), SECRETS)
-    assert membership(rws.redis_url) == ["kilo/third", "kilo/x"]
+    assert membership(rws.redis_url) == ["preview/third", "preview/x"]
 
 
 def test_postgres_restarts_between_plan_and_apply(rws: Workspace, restartable: PostgresServer) -> None:
@@ -161,7 +161,7 @@ def test_postgres_lost_right_after_the_commit_exits_3(rws: Workspace, restartabl
     rws.monkeypatch.setattr(expctl.app.service, "refresh_cache", real)
     healed = rws.reconcile()
     assert healed.code == 0 and "Nothing to apply" in healed.out
-    assert membership(rws.redis_url) == ["kilo/third", "kilo/x"]
+    assert membership(rws.redis_url) == ["preview/third", "preview/x"]
     assert rws.expctl("cache", "check").code == 0
 
 
@@ -170,7 +170,7 @@ def test_postgres_lost_right_after_the_commit_exits_3(rws: Workspace, restartabl
 
 COMMANDS: list[tuple[str, ...]] = [
     ("plan",), ("reconcile", "--auto-approve"), ("apply", "--auto-approve"), ("cache", "check"),
-    ("cache", "refresh"), ("history",), ("db", "init"), ("import",), ("simulate", "kilo/x", "--subject", "user:1"),
+    ("cache", "refresh"), ("history",), ("db", "init"), ("import",), ("simulate", "preview/x", "--subject", "user:1"),
 ]
 
 
@@ -244,7 +244,7 @@ def test_row_lock_wait_past_the_lock_timeout_exits_5(ws: Workspace) -> None:
 def test_short_statement_timeouts_never_half_apply(ws: Workspace, figures: dict[str, object]) -> None:
     """Growing statement_timeouts make the run fail at later and later statements: while connecting,
     reading, writing (exit 1, nothing applied) or after the commit (exit 3, all applied). Never between."""
-    many = [manifest(f"e{i:03d}", "active", public_id=f"kilo/e{i:03d}") for i in range(150)]
+    many = [manifest(f"e{i:03d}", "active", public_id=f"preview/e{i:03d}") for i in range(150)]
     ws.write(*many)
     outcomes: dict[int, str] = {}
     for timeout_ms in (1, 2, 4, 8, 15, 25, 40, 60, 100, 200, 400):
@@ -328,14 +328,14 @@ def test_broken_redis(ws: Workspace, kind: str, noauth_redis: RedisEndpoint, fig
         # Two regions, one broken: the healthy one is refreshed, the run still says exit 3.
         both = ws.expctl("reconcile", "--auto-approve", "--redis-url", bad)
         assert both.code == 3 and shown in both.err and ws.redis_url not in both.err
-        assert membership(ws.redis_url) == ["kilo/third", "kilo/x"]
+        assert membership(ws.redis_url) == ["preview/third", "preview/x"]
         for output in (down, plan, check, refresh, both):
             assert "CANARY" not in output.out + output.err and "Traceback" not in output.err
     with redis.Redis.from_url(ws.redis_url) as client:
         client.flushdb()
     healed = ws.reconcile()
     assert healed.code == 0 and "Nothing to apply" in healed.out
-    assert membership(ws.redis_url) == ["kilo/third", "kilo/x"]
+    assert membership(ws.redis_url) == ["preview/third", "preview/x"]
     assert ws.expctl("cache", "check").code == 0
     figures["reconcile_s"] = round(elapsed, 2)
 
@@ -345,14 +345,14 @@ def test_membership_key_of_the_wrong_type_is_drift_and_heals(ws: Workspace) -> N
     assert ws.reconcile().code == 0
     with redis.Redis.from_url(ws.redis_url) as client:
         client.delete(MEMBERSHIP_KEY)
-        client.hset(MEMBERSHIP_KEY, "kilo/x", "1")  # e.g. written by a buggy tool
+        client.hset(MEMBERSHIP_KEY, "preview/x", "1")  # e.g. written by a buggy tool
     check = ws.expctl("cache", "check")
     assert check.code == 2 and "membership value is corrupt" in check.out, (check.out, check.err)
     plan = ws.expctl("plan")
     assert plan.code == 0 and "drift" in plan.out
     healed = ws.reconcile()
     assert healed.code == 0, healed.err
-    assert membership(ws.redis_url) == ["kilo/third", "kilo/x"]
+    assert membership(ws.redis_url) == ["preview/third", "preview/x"]
     assert ws.expctl("cache", "check").code == 0
 
 
@@ -365,7 +365,7 @@ def test_redis_timeouts_are_bounded() -> None:
         start = time.monotonic()
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(expctl.adapters.cache, "SOCKET_TIMEOUT_S", 0.3)
-            failures = cache.refresh(["kilo/x"], ["kilo/x"])
+            failures = cache.refresh(["preview/x"], ["preview/x"])
         elapsed = time.monotonic() - start
     assert len(failures) == 2 and all("TimeoutError" in f for f in failures)
     assert elapsed < 2 * 0.3 * 2 + 0.5, f"a silent Redis costs more than one timeout per call: {elapsed:.2f}s"

@@ -116,10 +116,10 @@ def test_from_file_naming_a_fifo_does_not_hang(ws: Workspace, tmp_path: Path) ->
 def test_manifest_symlinks_leaving_the_directory_are_refused(ws: Workspace,
                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
     outside = tmp_path_factory.mktemp("elsewhere")
-    sneaky = manifest("sneaky", "active", public_id="kilo/sneaky", description="CANARY-outside-manifest")
+    sneaky = manifest("sneaky", "active", public_id="preview/sneaky", description="CANARY-outside-manifest")
     (outside / "sneaky.yaml").write_text(json.dumps(sneaky))  # JSON is YAML
     (outside / "dir").mkdir()
-    (outside / "dir" / "also.yaml").write_text(json.dumps(manifest("also", "active", public_id="kilo/also")))
+    (outside / "dir" / "also.yaml").write_text(json.dumps(manifest("also", "active", public_id="preview/also")))
     ws.write(manifest("exp", "active"))
     (ws.dir / "sneaky.yaml").symlink_to(outside / "sneaky.yaml")
     (ws.dir / "linked-dir").symlink_to(outside / "dir", target_is_directory=True)
@@ -136,7 +136,7 @@ def test_manifest_symlinks_leaving_the_directory_are_refused(ws: Workspace,
 def test_symlink_inside_the_directory_is_read_once(ws: Workspace) -> None:
     ws.write(manifest("exp", "active"))
     (ws.dir / "sub").mkdir()
-    (ws.dir / "sub" / "other.yaml").write_text(json.dumps(manifest("other", "draft", public_id="kilo/o")))
+    (ws.dir / "sub" / "other.yaml").write_text(json.dumps(manifest("other", "draft", public_id="preview/o")))
     (ws.dir / "alias").symlink_to(ws.dir / "sub", target_is_directory=True)  # not followed: no double read
     result = ws.reconcile()
     assert result.code == 0, (result.out, result.err)
@@ -196,7 +196,7 @@ def hostile_manifests() -> list[dict[str, Any]]:
             {"label": f"a {text}"[:64], "weight": 1, "upstream": upstream_a, "api_key": {"from_env": "KEY_A"}},
             {"label": f"b {nxt}"[:64], "weight": 2, "upstream": dict(UPSTREAM_B), "api_key": {"from_env": "KEY_B"}},
         ]
-        public_id = f"kilo/h{i} {text}"[:500].lower()  # the gateway lower-cases ids (E210)
+        public_id = f"preview/h{i} {text}"[:500].lower()  # the gateway lower-cases ids (E210)
         result.append(manifest(f"h{i}", "active" if i % 2 else "draft", public_id=public_id,
                                variants=variants, display_name=text[:200], description=f"{text}\n{nxt}"))
     return result

@@ -108,7 +108,7 @@ def validate(ws: Workspace, *args: str) -> Result:
 def canary_manifests(status: str = "active") -> list[dict[str, Any]]:
     exp = manifest("exp", status)
     exp["variants"][1]["api_key"] = {"from_file": "secrets/treatment"}
-    return [exp, manifest("other", "draft", public_id="kilo/other")]
+    return [exp, manifest("other", "draft", public_id="preview/other")]
 
 
 def setup_canaries(ws: Workspace) -> None:
@@ -149,7 +149,7 @@ def test_canaries_through_every_command_and_channel(ws: Workspace, tmp_path: Pat
 
     # An unmanaged experiment made in the admin UI, its key the canary, imported into a manifest.
     eid = sql(ws.db_url, "INSERT INTO model_experiment (public_model_id, name, status, started_at) "
-                         "VALUES ('kilo/ui', 'Made in the UI', 'active', now()) RETURNING id")[0]["id"]
+                         "VALUES ('preview/ui', 'Made in the UI', 'active', now()) RETURNING id")[0]["id"]
     vid = sql(ws.db_url, "INSERT INTO model_experiment_variant (experiment_id, label, weight) VALUES (%s, 'only', 1) "
                          "RETURNING id", (eid,))[0]["id"]
     sql(ws.db_url, "INSERT INTO model_experiment_variant_version (variant_id, upstream, encrypted_api_key) "
@@ -166,8 +166,8 @@ def test_canaries_through_every_command_and_channel(ws: Workspace, tmp_path: Pat
     assert after_import.code == 2 and "No changes." in after_import.out, after_import.out
     outputs.append(after_import)
 
-    for args in (("simulate", "kilo/x", "--subject", "user:42"), ("simulate", "kilo/ui", "--sample", "200"),
-                 ("simulate", "kilo/x", "--sample", "50", "--from-manifests", "--format", "json"),
+    for args in (("simulate", "preview/x", "--subject", "user:42"), ("simulate", "preview/ui", "--sample", "200"),
+                 ("simulate", "preview/x", "--sample", "50", "--from-manifests", "--format", "json"),
                  ("history",), ("history", "--format", "json"), ("cache", "refresh"), ("cache", "check"),
                  ("db", "init")):
         result = ws.expctl(*args)

@@ -109,12 +109,12 @@ def test_admin_pauses_what_the_run_pauses(ws: Workspace) -> None:
 
 
 def test_admin_takes_the_public_id_the_run_activates(ws: Workspace) -> None:
-    ws.write(manifest("exp", "draft"), manifest("other", "draft", public_id="kilo/other"))
+    ws.write(manifest("exp", "draft"), manifest("other", "draft", public_id="preview/other"))
     assert ws.reconcile().code == 0
-    ws.write(manifest("exp", "active"), manifest("other", "active", public_id="kilo/other"))
+    ws.write(manifest("exp", "active"), manifest("other", "active", public_id="preview/other"))
     before = exact_dump(ws.db_url)
     inject_after_planning(ws, lambda: sql(ws.db_url, "INSERT INTO model_experiment (public_model_id, name, status) "
-                                                     "VALUES ('kilo/x', 'Made in the admin UI', 'active')"))
+                                                     "VALUES ('preview/x', 'Made in the admin UI', 'active')"))
     result = ws.reconcile()
     assert result.code == 1, (result.out, result.err)
     assert "another experiment is already active or paused on that public_model_id" in result.err
@@ -129,10 +129,10 @@ def test_admin_takes_the_public_id_the_run_activates(ws: Workspace) -> None:
 def test_a_slow_refresh_never_overwrites_a_newer_membership(ws: Workspace, tmp_path: Path) -> None:
     """Run A has committed and read the routed ids for its Redis refresh; before it writes them, run
     B applies a routing change and refreshes. A's write must not put the older membership back."""
-    ws.write(manifest("exp", "active"), manifest("other", "active", public_id="kilo/other"))
+    ws.write(manifest("exp", "active"), manifest("other", "active", public_id="preview/other"))
     b_dir = ws.root / "experiments-b.d"
     b_dir.mkdir()
-    for m in (manifest("exp", "active"), manifest("other", "completed", public_id="kilo/other")):
+    for m in (manifest("exp", "active"), manifest("other", "completed", public_id="preview/other")):
         (b_dir / f"{m['name']}.yaml").write_text(json.dumps(m))
     real = expctl.adapters.cache.Cache.refresh
     runs: list[Proc] = []
@@ -150,5 +150,5 @@ def test_a_slow_refresh_never_overwrites_a_newer_membership(ws: Workspace, tmp_p
     assert ws.reconcile().code == 0
     done = runs[0].wait(60)
     assert done.code == 0 and "Applied" in done.out, done.err
-    assert routed_ids(ws.db_url) == ["kilo/x"]
-    assert membership(ws.redis_url) == ["kilo/x"], "an older membership overwrote the newer one"
+    assert routed_ids(ws.db_url) == ["preview/x"]
+    assert membership(ws.redis_url) == ["preview/x"], "an older membership overwrote the newer one"

@@ -51,7 +51,7 @@ def desired(
 ) -> DesiredExperiment:
     path = f"experiments.d/{name}.yaml"
     return DesiredExperiment(
-        name=name, public_model_id=public_model_id or f"kilo/{name}", display_name=display_name or name,
+        name=name, public_model_id=public_model_id or f"preview/{name}", display_name=display_name or name,
         description=None, status=status, archived=archived,
         variants=tuple(variants if variants is not None else (dvar("control"), dvar("treatment"))),
         location=Location(path, 1, 1),
@@ -69,7 +69,7 @@ def actual(
     public_model_id: str | None = None, managed: bool = True, archived: bool = False,
 ) -> ActualExperiment:
     return ActualExperiment(
-        id=_id(name), public_model_id=public_model_id or f"kilo/{name}", name=name, description=None,
+        id=_id(name), public_model_id=public_model_id or f"preview/{name}", name=name, description=None,
         status=status, is_archived=archived,
         variants=tuple(variants if variants is not None else (avar(name, "control"), avar(name, "treatment"))),
         managed_name=name if managed else None,
@@ -107,13 +107,13 @@ def varied_record() -> dict[str, Any]:
     rows = [
         actual("to-complete"), actual("frozen"), actual("swapped"), actual("rotated"), actual("shelf"),
         actual("drafty", status="draft"), actual("old-draft", status="draft"), actual("finished", status="completed"),
-        actual("admin", managed=False, public_model_id="kilo/admin"),
+        actual("admin", managed=False, public_model_id="preview/admin"),
         actual("swapped-twin", status="draft", variants=(avar("swapped-twin", "only"),)),
         actual("unshelf", status="paused", archived=True),
         actual("renamed", variants=(avar("renamed", "control"), avar("renamed", "candidate"))),
     ]
     checks = {("rotated", "control"): KeyComparison("changed", fingerprint("x"), fingerprint("y"))}
-    return plan_record(wanted, rows, key_checks=checks, prune=True, membership=("kilo/frozen",))
+    return plan_record(wanted, rows, key_checks=checks, prune=True, membership=("preview/frozen",))
 
 
 def many_record(count: int, irreversible: int, swap_status: Status = "active") -> dict[str, Any]:

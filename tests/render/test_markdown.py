@@ -49,8 +49,8 @@ def test_irreversible_and_traffic_section() -> None:
     out = render_markdown(plan_record(wanted, [actual("done"), actual("drafty", status="draft")]))
     section = _section(out, "Irreversible actions and traffic shifts")
     bullets = section.splitlines()[1:]
-    assert bullets[0] == "- ⚠️ **complete** done (kilo/done): status: active → completed"
-    assert bullets[1] == ("- 🔀 **activate** fresh (kilo/fresh): status: draft → active; "
+    assert bullets[0] == "- ⚠️ **complete** done (preview/done): status: active → completed"
+    assert bullets[1] == ("- 🔀 **activate** fresh (preview/fresh): status: draft → active; "
                           "traffic control 0% → 50%, treatment 0% → 50%")
     assert "drafty" not in section  # a draft's reweight shifts no live traffic
     assert out.index("#### Irreversible") < out.index("#### Summary") < out.index("<details>")
@@ -63,25 +63,25 @@ def test_refusals_name_location_and_alternative() -> None:
     refusals = _section(out, "❌ Refused")
     assert "- **frozen** at `experiments.d/test.yaml:11` — variant treatment: weight 1 → 2: " in refusals
     assert "create a new experiment" in refusals
-    assert "| frozen | kilo/frozen | reweight | 1 |" in out
+    assert "| frozen | preview/frozen | reweight | 1 |" in out
 
 
 def test_summary_table_and_details() -> None:
     out = render_markdown(varied_record())
     assert "| Experiment | Public model id | Actions | Refused |" in out
-    assert "| brand-new | kilo/brand-new | create, add variant x2, activate | 0 |" in out
-    assert "<details><summary>brand-new (kilo/brand-new): 4 changes</summary>" in out
+    assert "| brand-new | preview/brand-new | create, add variant x2, activate | 0 |" in out
+    assert "<details><summary>brand-new (preview/brand-new): 4 changes</summary>" in out
     assert out.count("<details>") == out.count("</details>")
-    assert "#### Unmanaged experiments (never touched): 1\n- admin (kilo/admin, active)" in out
+    assert "#### Unmanaged experiments (never touched): 1\n- admin (preview/admin, active)" in out
     assert "**Cache membership:** " in out
     _assert_tables_well_formed(out)
 
 
 def test_user_text_is_escaped() -> None:
-    wanted = [desired("evil", public_model_id="kilo/a|b<script>&", display_name="x\n# heading | [link](http://x)")]
+    wanted = [desired("evil", public_model_id="preview/a|b<script>&", display_name="x\n# heading | [link](http://x)")]
     out = render_markdown(plan_record(wanted))
     assert "<script>" not in out
-    assert "kilo/a\\|b&lt;script&gt;&amp;" in out
+    assert "preview/a\\|b&lt;script&gt;&amp;" in out
     assert "\n# heading" not in out
     assert "\\[link\\]" in out
     _assert_tables_well_formed(out)
@@ -121,7 +121,7 @@ def test_fits_a_github_comment_and_keeps_the_summary(count: int, irreversible: i
     assert out.splitlines()[2].startswith(f"**{tally}, {shifts} traffic shift")
     section = _section(out, "Irreversible actions and traffic shifts")
     for i in range(irreversible):
-        assert f"- ⚠️ **complete** exp-{i:05d} (kilo/exp-{i:05d}): status: active → completed" in section
+        assert f"- ⚠️ **complete** exp-{i:05d} (preview/exp-{i:05d}): status: active → completed" in section
     for i in range(irreversible, count):  # every hot-swapped experiment is still named
         assert f"exp-{i:05d}" in section
     _assert_tables_well_formed(out)

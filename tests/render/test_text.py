@@ -28,8 +28,8 @@ def test_no_changes() -> None:
 def test_create_and_activate() -> None:
     out = render_text(plan_record([desired("fresh")]))
     assert "Plan: 4 changes (0 irreversible, 1 traffic shift), 0 refused" in out
-    assert "fresh (kilo/fresh, new):" in out
-    assert "  + create experiment fresh on kilo/fresh (as draft)" in out
+    assert "fresh (preview/fresh, new):" in out
+    assert "  + create experiment fresh on preview/fresh (as draft)" in out
     assert "  + variant control (weight 1, upstream rc1, api key sha256:000000000000)" in out
     assert "  ~ status: draft -> active" in out
     assert "traffic: control 0% -> 50%, treatment 0% -> 50%" in out
@@ -47,7 +47,7 @@ def test_irreversible_and_traffic_shifts_come_first() -> None:
     assert lines[section + 1] == "  z-done: ~ status: active -> completed  [irreversible]"
     assert lines[section + 2] == (
         "  a-swap: ~ variant control: hot-swap upstream internal_id rc1 -> rc2  [traffic shift]")
-    assert section < lines.index("a-swap (kilo/a-swap, id " + actual("a-swap").id + "):")
+    assert section < lines.index("a-swap (preview/a-swap, id " + actual("a-swap").id + "):")
 
 
 def test_refused_change_shows_reason_and_location() -> None:
@@ -69,12 +69,12 @@ def test_traffic_shares_before_and_after() -> None:
 
 
 def test_notes_unmanaged_and_cache() -> None:
-    rows = [actual("gone", status="draft"), actual("admin", managed=False, public_model_id="kilo/admin")]
-    out = render_text(plan_record([], rows, membership=("kilo/stale",)))
+    rows = [actual("gone", status="draft"), actual("admin", managed=False, public_model_id="preview/admin")]
+    out = render_text(plan_record([], rows, membership=("preview/stale",)))
     assert "No changes." in out
     assert "  note: manifest removed: this draft is deleted only with --prune" in out
-    assert "unmanaged (never touched): admin (kilo/admin, active)" in out
-    assert "cache membership: 1 -> 1 public id (+kilo/admin; -kilo/stale); drift: " in out
+    assert "unmanaged (never touched): admin (preview/admin, active)" in out
+    assert "cache membership: 1 -> 1 public id (+preview/admin; -preview/stale); drift: " in out
 
 
 def _rotation_record() -> dict[str, Any]:

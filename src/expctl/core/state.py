@@ -136,6 +136,8 @@ class DesiredExperiment:
     variants: tuple[DesiredVariant, ...]
     location: Location
     field_locations: Mapping[str, Location] = field(default_factory=dict, compare=False)
+    # `model_experiment.metadata` as the manifest gives it (gateway profile 2026-11); None = NULL.
+    metadata: Mapping[str, Any] | None = None
 
     def loc(self, name: str) -> Location:
         return self.field_locations.get(name, self.location)
@@ -149,6 +151,7 @@ class DesiredExperiment:
             "description": self.description,
             "status": self.status,
             "archived": self.archived,
+            "metadata": None if self.metadata is None else dict(self.metadata),
             "variants": [
                 {
                     "label": v.label,
@@ -191,6 +194,7 @@ class ActualExperiment:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     updated_at: datetime | None = None
+    metadata: Mapping[str, Any] | None = None
 
     @property
     def routed(self) -> bool:
@@ -205,6 +209,7 @@ class ActualExperiment:
             "description": self.description,
             "status": self.status,
             "is_archived": self.is_archived,
+            "metadata": None if self.metadata is None else dict(self.metadata),
             "managed_name": self.managed_name,
             "variants": [
                 {
