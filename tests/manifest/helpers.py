@@ -12,6 +12,7 @@ from pathlib import Path
 
 from expctl.adapters.manifest.load import LoadResult, load_directory
 from expctl.core.errors import Problem
+from expctl.core.profiles import gateway_profile
 
 MARK = "«"
 
@@ -37,10 +38,20 @@ variants:
     upstream:
       internal_id: partner-checkpoint-rc2
       base_url: https://partner.example.com/v1
-      opencode_settings: {ai_sdk_provider: openai-compatible}
-      openclaw_settings: {api_adapter: openai-completions}
+      extra_headers: {X-Team: core}
+      compression: {enabled: true, model_alias: small-summarizer}
     api_key: {from_file: /run/secrets/partner-rc2}
+metadata:
+  context_length: 200000
+  max_completion_tokens: 32000
+  opencode_settings: {ai_sdk_provider: openai-compatible}
 """
+
+# BASE as the gateway of profile 2026-05 reads it: client settings in the upstream, no metadata.
+BASE_2026_05 = BASE.split("metadata:\n", maxsplit=1)[0].replace(
+    "      extra_headers: {X-Team: core}\n      compression: {enabled: true, model_alias: small-summarizer}\n",
+    "      opencode_settings: {ai_sdk_provider: openai-compatible}\n"
+    "      openclaw_settings: {api_adapter: openai-completions}\n")
 
 
 def edit(text: str, old: str, new: str) -> str:
@@ -126,12 +137,13 @@ def write(directory: Path, files: dict[str, str | bytes]) -> Path:
     return directory
 
 
-def load_files(directory: Path, files: dict[str, str | bytes]) -> LoadResult:
-    return load_directory(write(directory, files))
+def load_files(directory: Path, files: dict[str, str | bytes], profile: str | None = None) -> LoadResult:
+    """The files loaded under the gateway profile called `profile` (the default one when None)."""
+    return load_directory(write(directory, files), profile=gateway_profile(profile))
 
 
-def load_one(directory: Path, text: str | bytes, filename: str = "m.yaml") -> LoadResult:
-    return load_files(directory, {filename: text})
+def load_one(directory: Path, text: str | bytes, filename: str = "m.yaml", profile: str | None = None) -> LoadResult:
+    return load_files(directory, {filename: text}, profile)
 
 
 def only_problem(result: LoadResult) -> Found:

@@ -12,7 +12,7 @@ import expctl.cli
 from expctl.core.manifest.model import manifest_json_schema
 from expctl.core.render.problems import github_annotation
 
-from .helpers import BASE, edit, write
+from .helpers import BASE, BASE_2026_05, edit, write
 
 expctl.cli._register()
 
@@ -24,6 +24,7 @@ BAD: dict[str, str | bytes] = {
     "a.yaml": edit(BASE, "status: draft", "status: running"),
     "b.yaml": edit(BASE, "name: exp-a", "name: exp-b") + "colour: red\n",
 }
+COLOUR_LINE = BASE.count("\n") + 1  # b.yaml's unknown field, on the line after BASE
 TEXT_LINE = re.compile(r"^(?P<path>.+):(?P<line>\d+):(?P<col>\d+): (?P<code>E\d{3}) (?P<message>.+)$")
 GITHUB_LINE = re.compile(
     r"^::error file=(?P<file>[^,]+),line=(?P<line>\d+),col=(?P<col>\d+),title=(?P<title>E\d{3})::(?P<message>.+)$")
@@ -50,7 +51,7 @@ def test_problems_exit_1_in_text(tmp_path: Path, capsys: pytest.CaptureFixture[s
     problems = [m.groupdict() for m in map(TEXT_LINE.match, lines) if m]
     assert [(p["path"], p["line"], p["col"], p["code"]) for p in problems] == [
         (str(directory / "a.yaml"), "8", "9", "E203"),
-        (str(directory / "b.yaml"), "25", "1", "E201"),
+        (str(directory / "b.yaml"), str(COLOUR_LINE), "1", "E201"),
     ]
     hints = [line for line in lines if line.startswith("    hint: ")]
     assert len(hints) == 2
@@ -64,7 +65,7 @@ def test_json_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert record["ok"] is False
     assert (record["files"], record["experiments"]) == (2, 0)
     assert [set(p) for p in record["problems"]] == [{"code", "path", "line", "col", "message", "hint"}] * 2
-    assert [(p["code"], p["line"], p["col"]) for p in record["problems"]] == [("E203", 8, 9), ("E201", 25, 1)]
+    assert [(p["code"], p["line"], p["col"]) for p in record["problems"]] == [("E203", 8, 9), ("E201", COLOUR_LINE, 1)]
     assert record["problems"][0]["path"] == str(directory / "a.yaml")
 
 
@@ -84,7 +85,7 @@ def test_github_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert all(parsed), annotations
     assert [(m["file"], m["line"], m["col"], m["title"]) for m in parsed if m] == [
         (str(directory / "a.yaml"), "8", "9", "E203"),
-        (str(directory / "b.yaml"), "25", "1", "E201"),
+        (str(directory / "b.yaml"), str(COLOUR_LINE), "1", "E201"),
     ]
     assert " — " in annotations[0]  # message — hint
 
@@ -141,3 +142,50 @@ def test_help_lists_examples(capsys: pytest.CaptureFixture[str]) -> None:
 def test_schema_command_prints_the_model_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert expctl.cli.run(["schema"]) == 0
     assert json.loads(capsys.readouterr().out) == manifest_json_schema()
+
+
+# --- gateway profiles -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def no_profile_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No profile from the environment or an expctl.toml in the working directory."""
+    monkeypatch.delenv("EXPCTL_GATEWAY_PROFILE", raising=False)
+    monkeypatch.delenv("EXPCTL_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.usefixtures("no_profile_env")
+@pytest.mark.parametrize("profile", ["2026-05", "2026-11"])
+def test_schema_command_prints_the_profiles_schema(capsys: pytest.CaptureFixture[str], profile: str) -> None:
+    assert expctl.cli.run(["schema", "--gateway-profile", profile]) == 0
+    assert json.loads(capsys.readouterr().out) == manifest_json_schema(profile)
+
+
+@pytest.mark.usefixtures("no_profile_env")
+def test_schema_command_reads_the_profile_from_the_environment(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXPCTL_GATEWAY_PROFILE", "2026-05")
+    assert expctl.cli.run(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out) == manifest_json_schema("2026-05")
+
+
+@pytest.mark.usefixtures("no_profile_env")
+def test_validate_follows_the_gateway_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    old = str(write(tmp_path / "old", {"a.yaml": BASE_2026_05}))
+    new = str(write(tmp_path / "new", {"a.yaml": BASE}))
+    assert validate(capsys, old, "--gateway-profile", "2026-05")[0] == 0
+    code, out, _ = validate(capsys, new, "--gateway-profile", "2026-05")
+    assert code == 1 and " E213 " in out
+    code, out, _ = validate(capsys, old)  # the default, 2026-11: the upstream's client settings moved
+    assert code == 1 and "metadata.opencode_settings" in out
+    assert validate(capsys, new)[0] == 0
+    monkeypatch.setenv("EXPCTL_GATEWAY_PROFILE", "2026-05")
+    assert validate(capsys, old)[0] == 0
+    assert validate(capsys, old, "--gateway-profile", "2026-11")[0] == 1  # the flag wins
+
+
+@pytest.mark.usefixtures("no_profile_env")
+def test_unknown_gateway_profile_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = validate(capsys, str(write(tmp_path / "d", GOOD)), "--gateway-profile", "2027-01")
+    assert code != 0 and "--gateway-profile" in err

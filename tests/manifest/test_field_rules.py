@@ -13,7 +13,7 @@ import pytest
 
 from expctl.adapters.manifest.pydantic_problems import _UPSTREAM_FORBIDDEN_HINTS
 
-from .helpers import BASE, Found, assert_clean, edit, load_one, only_problem, unmark
+from .helpers import BASE, BASE_2026_05, Found, assert_clean, edit, load_one, only_problem, unmark
 
 UPSTREAM_1 = "      base_url: https://partner.example.com/v1\n    api_key: {from_env: PARTNER_RC1_KEY}"
 WEIGHT_1 = "    weight: 1\n    upstream:\n      internal_id: partner-checkpoint-rc1"
@@ -22,6 +22,11 @@ WEIGHT_1 = "    weight: 1\n    upstream:\n      internal_id: partner-checkpoint-
 def in_upstream(line: str) -> str:
     """BASE with `line` added to the first variant's upstream."""
     return edit(BASE, UPSTREAM_1, UPSTREAM_1.replace("\n    api_key", f"\n      {line}\n    api_key"))
+
+
+def in_upstream_2026_05(line: str) -> str:
+    """BASE_2026_05 with `line` added to the first variant's upstream."""
+    return edit(BASE_2026_05, UPSTREAM_1, UPSTREAM_1.replace("\n    api_key", f"\n      {line}\n    api_key"))
 
 
 def weight(value: str) -> str:
@@ -34,8 +39,7 @@ FAILING: list[tuple[str, str, str]] = [
     ("E201 top level", BASE + "«colour: red\n", "E201"),
     ("E201 in a variant", edit(BASE, WEIGHT_1, "    «share: 5\n" + WEIGHT_1), "E201"),
     ("E201 api_key in upstream", in_upstream("«api_key: {from_env: X}"), "E201"),
-    ("E201 extra_headers in upstream", in_upstream("«extra_headers: {X-Team: core}"), "E201"),
-    ("E201 in opencode_settings", edit(BASE, "{ai_sdk_provider: openai-compatible}",
+    ("E201 in metadata.opencode_settings", edit(BASE, "{ai_sdk_provider: openai-compatible}",
                                        "{ai_sdk_provider: openai, «model: x}"), "E201"),
     ("E302 unknown member in api_key ref", edit(BASE, "{from_file: /run/secrets/partner-rc2}",
                                                 "«{from_file: /run/secrets/partner-rc2, from_vault: x}"), "E302"),
@@ -51,7 +55,6 @@ FAILING: list[tuple[str, str, str]] = [
     ("E203 status", edit(BASE, "status: draft", "status: «running"), "E203"),
     ("E203 status case", edit(BASE, "status: draft", "status: «Active"), "E203"),
     ("E203 ai_sdk_provider", edit(BASE, "{ai_sdk_provider: openai-compatible}", "{ai_sdk_provider: «azure}"), "E203"),
-    ("E203 api_adapter", edit(BASE, "{api_adapter: openai-completions}", "{api_adapter: «openai-chat}"), "E203"),
     ("E203 apiVersion", edit(BASE, "apiVersion: expctl/v1", "apiVersion: «expctl/v2"), "E203"),
     ("E203 kind", edit(BASE, "kind: ModelExperiment", "kind: «Experiment"), "E203"),
     # E204 wrong type (strict: no coercion)
@@ -132,10 +135,7 @@ PASSING: list[tuple[str, str]] = [
         for s in ("draft", "active", "paused", "completed"))),
     ("every provider", "---\n".join(
         BASE.replace("openai-compatible", p).replace("exp-a", f"exp-{p}") for p in
-        ("anthropic", "openai", "openai-compatible", "openrouter", "alibaba"))),
-    ("every adapter", "---\n".join(
-        BASE.replace("api_adapter: openai-completions", f"api_adapter: {a}").replace("exp-a", f"exp-{a}") for a in
-        ("openai-completions", "openai-responses", "anthropic-messages"))),
+        ("anthropic", "openai", "openai-compatible", "openrouter", "alibaba", "mistral"))),
     ("null settings", edit(BASE, "{ai_sdk_provider: openai-compatible}", "{ai_sdk_provider: null}")),
     ("every upstream field", in_upstream(
         "extra_body: {reasoning: {effort: high}, n: [1, 2.5, null, true, 'x'], big: 9007199254740991}\n"
@@ -157,6 +157,45 @@ PASSING: list[tuple[str, str]] = [
                                        "base_url: 'http://10.0.0.7:8080/v1?region=eu#x'\n    api_key: {from_env")),
     ("renamed_from", edit(BASE, "  - label: control\n", "  - label: control\n    renamed_from: baseline\n")),
 ]
+
+
+# The 2026-05 upstream, under its own profile: (id, YAML with « at the expected position, code).
+FAILING_2026_05: list[tuple[str, str, str]] = [
+    ("E201 extra_headers in upstream", in_upstream_2026_05("«extra_headers: {X-Team: core}"), "E201"),
+    ("E201 compression in upstream", in_upstream_2026_05("«compression: {enabled: true, model_alias: m}"), "E201"),
+    ("E201 in opencode_settings", edit(BASE_2026_05, "{ai_sdk_provider: openai-compatible}",
+                                       "{ai_sdk_provider: openai, «model: x}"), "E201"),
+    ("E203 ai_sdk_provider", edit(BASE_2026_05, "{ai_sdk_provider: openai-compatible}",
+                                  "{ai_sdk_provider: «mistral}"), "E203"),
+    ("E203 api_adapter", edit(BASE_2026_05, "{api_adapter: openai-completions}", "{api_adapter: «openai-chat}"),
+     "E203"),
+    ("E201 remove_cache_breakpoints", in_upstream_2026_05("«remove_cache_breakpoints: true"), "E201"),
+]
+
+
+@pytest.mark.parametrize(("text", "code"), [(t, c) for _, t, c in FAILING_2026_05],
+                         ids=[i for i, _, _ in FAILING_2026_05])
+def test_failing_field_rule_2026_05(tmp_path: Path, text: str, code: str) -> None:
+    source, where = unmark(text)
+    result = load_one(tmp_path, source, profile="2026-05")
+    assert only_problem(result) == Found(code, "m.yaml", *where)
+
+
+PASSING_2026_05: list[tuple[str, str]] = [
+    ("base", BASE_2026_05),
+    ("every provider", "---\n".join(
+        BASE_2026_05.replace("openai-compatible", p).replace("exp-a", f"exp-{p}") for p in
+        ("anthropic", "openai", "openai-compatible", "openrouter", "alibaba"))),
+    ("every adapter", "---\n".join(
+        BASE_2026_05.replace("api_adapter: openai-completions", f"api_adapter: {a}").replace("exp-a", f"exp-{a}")
+        for a in ("openai-completions", "openai-responses", "anthropic-messages"))),
+    ("null settings", edit(BASE_2026_05, "{ai_sdk_provider: openai-compatible}", "{ai_sdk_provider: null}")),
+]
+
+
+@pytest.mark.parametrize("text", [t for _, t in PASSING_2026_05], ids=[i for i, _ in PASSING_2026_05])
+def test_passing_field_rule_2026_05(tmp_path: Path, text: str) -> None:
+    assert_clean(load_one(tmp_path, text, profile="2026-05"), experiments=text.count("\n---\n") + 1)
 
 
 @pytest.mark.parametrize("text", [t for _, t in PASSING], ids=[i for i, _ in PASSING])
@@ -189,9 +228,11 @@ def test_upstream_is_kept_as_written_without_nulls(tmp_path: Path) -> None:
     }
 
 
-@pytest.mark.parametrize("field", ["api_key", "extra_headers"])
-def test_forbidden_upstream_fields_have_specific_hints(tmp_path: Path, field: str) -> None:
-    result = load_one(tmp_path, in_upstream(f"{field}: {{a: b}}"))
+@pytest.mark.parametrize(("field", "profile"), [("api_key", "2026-11"), ("api_key", "2026-05"),
+                                               ("extra_headers", "2026-05")])
+def test_forbidden_upstream_fields_have_specific_hints(tmp_path: Path, field: str, profile: str) -> None:
+    text = in_upstream(f"{field}: {{a: b}}") if profile == "2026-11" else in_upstream_2026_05(f"{field}: {{a: b}}")
+    result = load_one(tmp_path, text, profile=profile)
     (problem,) = result.problems
     assert problem.code == "E201"
     assert problem.hint == _UPSTREAM_FORBIDDEN_HINTS[field]

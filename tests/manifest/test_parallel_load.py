@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from expctl.adapters.manifest import load
+from expctl.core.profiles import gateway_profile
 
 GOOD = """apiVersion: expctl/v1
 kind: ModelExperiment
@@ -40,3 +41,18 @@ def test_worker_processes_give_the_same_result_as_one(tmp_path: Path, monkeypatc
     many = load.load_directory(tmp_path)
     assert many == one
     assert len(one.experiments) == 35 and {p.code for p in one.problems} == {"E201", "E202", "E401"}
+
+
+def test_worker_processes_load_under_the_profile_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The profile reaches the workers: under 2026-05 every file's metadata is refused there too."""
+    _write(tmp_path)
+    for path in tmp_path.glob("*.yaml"):
+        path.write_text(path.read_text() + "metadata: {context_length: 1, max_completion_tokens: 1}\n")
+    profile = gateway_profile("2026-05")
+    monkeypatch.setattr(load, "PARALLEL_FROM_FILES", 10**9)
+    one = load.load_directory(tmp_path, profile=profile)
+    monkeypatch.setattr(load, "PARALLEL_FROM_FILES", 10)
+    many = load.load_directory(tmp_path, profile=profile)
+    assert many == one
+    assert sum(p.code == "E213" for p in one.problems) == 40 and not one.experiments
+    assert len(load.load_directory(tmp_path).experiments) == 35  # the default profile reads metadata

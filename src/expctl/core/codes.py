@@ -61,7 +61,9 @@ _ALL = (
          "line, at the first problem left out, says how many more there are (the count at the end covers all)",
          "only the first 100 problems of a file are listed: fix them and validate again", _ERRORS),
     # --- the manifest schema ----------------------------------------------------------------------
-    Code("E201", "unknown field (incl. `api_key` / `extra_headers` inside `upstream`)",
+    Code("E201", "unknown field (incl. `api_key` inside `upstream`; `extra_headers`/`compression` under profile "
+         "2026-05; `opencode_settings`/`openclaw_settings` under 2026-11, where `opencode_settings` moved to "
+         "`metadata.opencode_settings`)",
          "remove the field or fix its spelling; `expctl schema` lists every field", _FIELDS),
     Code("E202", "missing required field", "add the field", _FIELDS),
     Code("E203", "value not among the allowed ones (status, provider, adapter, apiVersion, kind)",
@@ -77,8 +79,13 @@ _ALL = (
          "fix the value as the message says", _FIELDS),
     Code("E210", "`public_model_id` has an upper-case letter (the gateway lower-cases requested ids: unreachable)",
          "write the public model id in lower case", _FIELDS),
-    Code("E211", "an integer in `upstream` beyond ±(2^53 - 1) (the gateway's JavaScript would round it)",
+    Code("E211", "an integer in `upstream` or `metadata` beyond ±(2^53 - 1) (the gateway's JavaScript would round it)",
          "write the value as a string (quote it), or keep it within ±9007199254740991", _FIELDS),
+    Code("E212", "`public_model_id` starts with a prefix the gateway reserves for its operator's own models "
+         "(profile 2026-11: `kilo/`, `kilocode/`, `kilo-internal/`, in any case)",
+         "choose another prefix, such as preview/", _FIELDS),
+    Code("E213", "`metadata` under gateway profile 2026-05 (that gateway has no metadata column to read)",
+         "remove metadata, or validate and apply with --gateway-profile 2026-11", _FIELDS),
     Code("E299", "other schema violation", "see `expctl schema`", _FIELDS),
     # --- secrets ----------------------------------------------------------------------------------
     Code("E301", "`api_key` is a literal value",
@@ -100,6 +107,12 @@ _ALL = (
          "`[secrets] file_roots`",
          "give the api key a file of its own below the repository, /run/secrets or a [secrets] file_roots "
          "folder of expctl.toml", _POLICY),
+    Code("E307", "a credential header (`authorization`, `proxy-authorization`, `x-api-key`, `api-key`, `cookie`, "
+         "in any case) in `upstream.extra_headers`: the upstream blob is stored in plain text",
+         "remove the header: the gateway sends the variant's api_key, a secret reference, to the upstream",
+         _FIELDS),
+    Code("E308", "`upstream.compression.api_key` given (the gateway would store it in plain text)",
+         "remove compression.api_key; never put credentials in the upstream", _FIELDS),
     # --- across fields and manifests --------------------------------------------------------------
     Code("E401", "duplicate `name` across manifests",
          "give each experiment its own name; the name is its identity", _CROSS),

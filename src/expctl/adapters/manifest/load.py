@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from expctl.adapters.manifest.profile_rules import profile_problems
 from expctl.adapters.manifest.pydantic_problems import problems_from_validation
 from expctl.adapters.manifest.reachability import reachability_problems
 from expctl.adapters.manifest.subjects import rule_subject
@@ -25,8 +26,16 @@ from expctl.adapters.secret_policy import SecretPolicy, is_reserved_env
 from expctl.core.codes import problem
 from expctl.core.errors import Location, ManifestError, Problem
 from expctl.core.manifest import rules
-from expctl.core.manifest.model import FromEnv, Manifest
+from expctl.core.manifest.model import (
+    AnyManifest,
+    FromEnv,
+    Manifest202611,
+    Variant,
+    Variant202611,
+    manifest_model,
+)
 from expctl.core.manifest.secretscan import find_key_like, text_may_hold_keys
+from expctl.core.profiles import GatewayProfile, gateway_profile
 from expctl.core.state import DesiredExperiment, DesiredVariant, SecretRef
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -147,14 +156,14 @@ def read_text(path: Path) -> tuple[str | None, list[Problem]]:
     return text.removeprefix("\ufeff"), []
 
 
-def _load_files(paths: Sequence[Path], policy: SecretPolicy,
+def _load_files(paths: Sequence[Path], policy: SecretPolicy, profile: GatewayProfile,
                 ) -> tuple[list[DesiredExperiment], list[rules.RuleSubject], list[Problem]]:
     """The experiments, what the cross-file rules read of every document, and every problem."""
     experiments: list[DesiredExperiment] = []
     subjects: list[rules.RuleSubject] = []
     problems: list[Problem] = []
     for path in paths:
-        read, file_problems = _read_file(path, policy)
+        read, file_problems = _read_file(path, policy, profile)
         problems.extend(file_problems)
         for doc, experiment in read:
             if experiment is not None:
@@ -170,31 +179,35 @@ def _load_files(paths: Sequence[Path], policy: SecretPolicy,
 PARALLEL_FROM_FILES = 2_000
 
 
-def _load_all(files: Sequence[Path], policy: SecretPolicy,
+def _load_all(files: Sequence[Path], policy: SecretPolicy, profile: GatewayProfile,
               ) -> tuple[list[DesiredExperiment], list[rules.RuleSubject], list[Problem]]:
     """`_load_files` over all `files`, in processes of their own when there are many; contiguous
     slices joined in order, so the result is the same as in one process."""
     workers = min(os.cpu_count() or 1, 4)
     if workers < 2 or len(files) < PARALLEL_FROM_FILES:
-        return _load_files(files, policy)
+        return _load_files(files, policy, profile)
     size = -(-len(files) // workers)
     slices = [files[i:i + size] for i in range(0, len(files), size)]
     experiments: list[DesiredExperiment] = []
     subjects: list[rules.RuleSubject] = []
     problems: list[Problem] = []
     with ProcessPoolExecutor(workers) as pool:
-        for part in pool.map(_load_files, slices, [policy] * len(slices)):
+        # The profile goes to the workers as data (a frozen dataclass), as the policy does.
+        for part in pool.map(_load_files, slices, [policy] * len(slices), [profile] * len(slices)):
             experiments += part[0]
             subjects += part[1]
             problems += part[2]
     return experiments, subjects, problems
 
 
-def load_directory(directory: Path, policy: SecretPolicy | None = None) -> LoadResult:
+def load_directory(directory: Path, policy: SecretPolicy | None = None,
+                   profile: GatewayProfile | None = None) -> LoadResult:
     """Every manifest under `directory`, validated. `policy` says where secret references may
-    point (default: `SecretPolicy.default()`, no `expctl.toml` roots)."""
+    point (default: `SecretPolicy.default()`, no `expctl.toml` roots); `profile` which gateway reads
+    them (default: the default profile, `gateway_profile(None)`)."""
     files, problems = discover(directory)
-    experiments, subjects, file_problems = _load_all(files, policy or SecretPolicy.default())
+    experiments, subjects, file_problems = _load_all(files, policy or SecretPolicy.default(),
+                                                     profile or gateway_profile(None))
     problems.extend(file_problems)
     # A manifest set that breaks a cross-file rule is not applied at all.
     problems.extend(rules.cross_manifest_problems(subjects))
@@ -202,21 +215,22 @@ def load_directory(directory: Path, policy: SecretPolicy | None = None) -> LoadR
                       tuple(str(f) for f in files))
 
 
-def load_desired(directory: Path, policy: SecretPolicy | None = None) -> tuple[DesiredExperiment, ...]:
+def load_desired(directory: Path, policy: SecretPolicy | None = None,
+                 profile: GatewayProfile | None = None) -> tuple[DesiredExperiment, ...]:
     """`load_directory`'s experiments; any problem raises `ManifestError` with all of them."""
-    result = load_directory(directory, policy=policy)
+    result = load_directory(directory, policy=policy, profile=profile)
     if result.problems:
         raise ManifestError(list(result.problems))
     return result.experiments
 
 
-def load_file(path: Path, policy: SecretPolicy | None = None,
+def load_file(path: Path, policy: SecretPolicy | None = None, profile: GatewayProfile | None = None,
               ) -> tuple[list[DesiredExperiment], list[Document], list[Problem]]:
-    read, problems = _read_file(path, policy)
+    read, problems = _read_file(path, policy, profile)
     return [e for _, e in read if e is not None], [doc for doc, _ in read], problems
 
 
-def _read_file(path: Path, policy: SecretPolicy | None = None,
+def _read_file(path: Path, policy: SecretPolicy | None = None, profile: GatewayProfile | None = None,
                ) -> tuple[list[tuple[Document, DesiredExperiment | None]], list[Problem]]:
     """Each document of the file with the experiment it validates into, and the file's problems."""
     text, problems = read_text(path)
@@ -226,25 +240,29 @@ def _read_file(path: Path, policy: SecretPolicy | None = None,
     documents, problems = parse_documents(str(path), text)
     read: list[tuple[Document, DesiredExperiment | None]] = []
     for doc in documents:
-        experiment, doc_problems = load_document(doc, scan, policy)
+        experiment, doc_problems = load_document(doc, scan, policy, profile)
         problems.extend(doc_problems)
         read.append((doc, experiment))
     return read, problems
 
 
 def load_document(doc: Document, scan: bool = True, policy: SecretPolicy | None = None,
-                  ) -> tuple[DesiredExperiment | None, list[Problem]]:
+                  profile: GatewayProfile | None = None) -> tuple[DesiredExperiment | None, list[Problem]]:
     """Validates one document; `scan=False` skips the per-string key scan (the caller checked the
-    whole file's text with `text_may_hold_keys`). `policy`: as `load_directory`'s."""
+    whole file's text with `text_may_hold_keys`). `policy` and `profile`: as `load_directory`'s."""
     if not isinstance(doc.data, dict):
         return None, [problem("E109", doc.start, "a manifest document must be a mapping")]
-    problems = (scan_strings(doc) if scan else []) + check_api_keys(doc, policy) + reachability_problems(doc)
+    profile = profile or gateway_profile(None)
+    problems = (scan_strings(doc) if scan else []) + check_api_keys(doc, policy)
+    problems += reachability_problems(doc, metadata=profile.has_metadata)
+    # `skip`: paths whose schema errors a problem of its own already reports.
+    profile_found, skip = profile_problems(doc, profile)
+    problems += profile_found
     try:
-        manifest = Manifest.model_validate(doc.data, strict=True)
+        manifest = manifest_model(profile.name).model_validate(doc.data, strict=True)
     except ValidationError as err:
         # Only api_keys already reported as E301/E302 are left out of the model's errors; a well-shaped
         # reference with a bad value (e.g. from_env: 1KEY) still gets its E204/E206/E207.
-        skip: set[tuple[str | int, ...]] = set()
         for path in _variant_paths(doc):
             variant = doc.data["variants"][path[1]]
             if isinstance(variant, dict) and "api_key" in variant and not _is_reference_shape(variant["api_key"]):
@@ -336,9 +354,10 @@ def scan_strings(doc: Document) -> list[Problem]:
     return problems
 
 
-def to_desired(manifest: Manifest, doc: Document) -> DesiredExperiment:
+def to_desired(manifest: AnyManifest, doc: Document) -> DesiredExperiment:
     variants = []
-    for index, v in enumerate(manifest.variants):
+    written: Sequence[Variant | Variant202611] = manifest.variants
+    for index, v in enumerate(written):
         base = ("variants", index)
         key = v.api_key
         ref = SecretRef("env", key.from_env) if isinstance(key, FromEnv) else SecretRef("file", key.from_file)
@@ -347,9 +366,14 @@ def to_desired(manifest: Manifest, doc: Document) -> DesiredExperiment:
             api_key=ref, renamed_from=v.renamed_from, location=doc.location_of(base),
             field_locations=doc.field_locations(base, ("label", "weight", "upstream", "api_key", "renamed_from")),
         ))
-    fields = ("name", "public_model_id", "display_name", "description", "status", "archived", "variants")
+    fields = ("name", "public_model_id", "display_name", "description", "status", "archived", "variants",
+              "metadata")
+    # Stored as given, as plain JSON; absent = NULL (the gateway then lists the model with defaults).
+    metadata = (manifest.metadata.model_dump(exclude_none=True, mode="json")
+                if isinstance(manifest, Manifest202611) and manifest.metadata is not None else None)
     return DesiredExperiment(
         name=manifest.name, public_model_id=manifest.public_model_id, display_name=manifest.display_name,
         description=manifest.description, status=manifest.status, archived=manifest.archived,
-        variants=tuple(variants), location=doc.start, field_locations=doc.field_locations((), fields),
+        variants=tuple(variants), metadata=metadata, location=doc.start,
+        field_locations=doc.field_locations((), fields),
     )

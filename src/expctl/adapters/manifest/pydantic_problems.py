@@ -20,7 +20,16 @@ from expctl.core.manifest.secretscan import find_key_like
 
 _UPSTREAM_FORBIDDEN_HINTS = {
     "api_key": "an upstream has no api_key: set the variant's api_key to {from_env: NAME} or {from_file: PATH}",
-    "extra_headers": "an upstream has no extra_headers: the gateway does not forward custom headers",
+    # Profile 2026-05: fields its gateway does not know (the 2026-11 one does).
+    "extra_headers": "an upstream has no extra_headers under gateway profile 2026-05: that gateway does not "
+                     "forward custom headers (the 2026-11 one does: --gateway-profile 2026-11)",
+    "compression": "an upstream has no compression under gateway profile 2026-05 (the 2026-11 one does)",
+    "remove_cache_breakpoints": "an upstream has no remove_cache_breakpoints under gateway profile 2026-05 "
+                                "(the 2026-11 one does)",
+    # Profile 2026-11: a 2026-05 manifest's client settings.
+    "opencode_settings": "opencode_settings moved out of the upstream: write it once for the experiment as "
+                         "metadata.opencode_settings (metadata also needs context_length and max_completion_tokens)",
+    "openclaw_settings": "the gateway of profile 2026-11 has no openclaw_settings: remove it",
 }
 
 # The api_key union's members, and the key that selects each one.

@@ -2,8 +2,9 @@
 
 Two facts about the gateway (docs/design.md#manifests): it lower-cases the requested model id
 before the membership check, so a `public_model_id` with an upper-case letter is never reached;
-and it is JavaScript, so an integer beyond ±(2^53 - 1) in JSON it reads (the upstream) arrives
-rounded while the plan shows the exact number.
+and it is JavaScript, so an integer beyond ±(2^53 - 1) in JSON it reads arrives
+rounded while the plan shows the exact number. That JSON is the upstream and, under profile
+2026-11, the experiment's metadata.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ MAX_SAFE_INTEGER = 2**53 - 1
 Path = tuple[str | int, ...]
 
 
-def reachability_problems(doc: Document) -> list[Problem]:
+def reachability_problems(doc: Document, metadata: bool = True) -> list[Problem]:
+    """`metadata`: whether the gateway reads the document's metadata (else E213 says it all)."""
     data = doc.data
     problems = []
     public_id = data.get("public_model_id")
@@ -34,12 +36,15 @@ def reachability_problems(doc: Document) -> list[Problem]:
             "requested model id, so no client could reach this experiment",
             f"write it in lower case: {shown(public_id.lower())}"))
     variants = data.get("variants")
+    read_by_gateway: list[tuple[Path, Any]] = [(("metadata",), data.get("metadata"))] if metadata else []
     for index, variant in enumerate(variants if isinstance(variants, list) else []):
         if isinstance(variant, dict):
-            problems += [
-                problem("E211", doc.location_of(path), f"{value} is beyond ±{MAX_SAFE_INTEGER}: the gateway "
-                        "reads this JSON in JavaScript and would get a rounded number")
-                for path, value in _unsafe_integers(variant.get("upstream"), ("variants", index, "upstream"))]
+            read_by_gateway.append((("variants", index, "upstream"), variant.get("upstream")))
+    for start, value in read_by_gateway:
+        problems += [
+            problem("E211", doc.location_of(path), f"{number} is beyond ±{MAX_SAFE_INTEGER}: the gateway "
+                    "reads this JSON in JavaScript and would get a rounded number")
+            for path, number in _unsafe_integers(value, start)]
     return problems
 
 

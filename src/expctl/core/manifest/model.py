@@ -1,5 +1,9 @@
 """The manifest language (docs/design.md#manifests) as strict, frozen pydantic models.
 
+Two gateway profiles (`expctl.core.profiles`) read different manifests: `2026-05` the original
+upstream, `2026-11` a stricter upstream (headers, compression) and experiment `metadata`.
+`manifest_model(profile_name)` gives the model of a profile.
+
 These models are the single source of the manifest's JSON Schema (`expctl schema`). Validation
 errors are mapped back to `path:line:col` by the loader; messages here never echo input values,
 because a misplaced secret must not be printed back.
@@ -13,7 +17,10 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, PlainValidator
+from pydantic_core import PydanticCustomError
+
+from expctl.core.profiles import gateway_profile
 
 API_VERSION = "expctl/v1"
 KIND = "ModelExperiment"
@@ -84,7 +91,7 @@ class OpenclawSettings(StrictModel):
 
 
 class Upstream(StrictModel):
-    """What the gateway stores in `model_experiment_variant_version.upstream`: strict, no keys."""
+    """The 2026-05 gateway's `model_experiment_variant_version.upstream`: strict, no keys."""
 
     internal_id: str = Field(min_length=1)
     base_url: HttpUrlText
@@ -94,6 +101,75 @@ class Upstream(StrictModel):
     remove_from_body: list[str] | None = None
     add_cache_breakpoints: bool | None = None
     inject_reasoning_into_content: bool | None = None
+
+
+class Compression(StrictModel):
+    """The 2026-11 gateway's request compression through a second model."""
+
+    enabled: Literal[True]
+    base_url: HttpUrlText | None = None
+    model_alias: str = Field(min_length=1)
+    # The gateway's schema has it, but would store it in plain text: the loader refuses it (E308).
+    api_key: str | None = None
+
+
+class Upstream202611(StrictModel):
+    """The 2026-11 gateway's upstream: settings for clients moved to the experiment's metadata."""
+
+    model_config = ConfigDict(title="Upstream")
+
+    internal_id: str = Field(min_length=1)
+    base_url: HttpUrlText
+    add_cache_breakpoints: bool | None = None
+    remove_cache_breakpoints: bool | None = None
+    inject_reasoning_into_content: bool | None = None
+    extra_headers: dict[str, str] | None = None
+    extra_body: JsonObject | None = None
+    remove_from_body: list[str] | None = None
+    compression: Compression | None = None
+
+
+Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+
+
+class Reasoning(StrictModel):
+    enabled: bool | None = None
+    effort: Effort | None = None
+
+
+class OpencodeVariant(StrictModel):
+    verbosity: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    reasoning: Reasoning | None = None
+
+
+class OpencodeMetadata(StrictModel):
+    ai_sdk_provider: Literal["anthropic", "openai", "openai-compatible", "openrouter", "alibaba",
+                             "mistral"] | None = None
+    family: Literal["claude", "gpt", "gemini", "llama", "mistral"] | None = None
+    prompt: Literal["codex", "gemini", "beast", "anthropic", "trinity", "anthropic_without_todo", "ling",
+                    "gpt55"] | None = None
+    variants: dict[str, OpencodeVariant] | None = None
+
+
+def _check_number(value: Any) -> int | float:
+    # One check and one error for both kinds: a union of int and float reports a wrong type twice.
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            isinstance(value, float) and not math.isfinite(value)):
+        raise PydanticCustomError("number_type", "Input should be a finite number")
+    return value
+
+
+# A JSON number as written: an int stays an int (a float field would store 200000 as 200000.0).
+Number = Annotated[int | float, PlainValidator(_check_number, json_schema_input_type=float)]
+
+
+class Metadata(StrictModel):
+    """`model_experiment.metadata` (2026-11): how the gateway lists the model to its clients."""
+
+    context_length: Number
+    max_completion_tokens: Number
+    supports_image_input: bool | None = None
+    opencode_settings: OpencodeMetadata | None = None
 
 
 class FromEnv(StrictModel):
@@ -108,16 +184,26 @@ class FromFile(StrictModel):
     from_file: str = Field(min_length=1)
 
 
-class Variant(StrictModel):
+class _VariantFields(StrictModel):
     label: str = Field(min_length=1, max_length=64)
     renamed_from: str | None = Field(default=None, min_length=1, max_length=64)
     weight: int = Field(gt=0, le=1_000_000)
+
+
+class Variant(_VariantFields):
     upstream: Upstream
     api_key: FromEnv | FromFile
 
 
-class Manifest(StrictModel):
-    """One model experiment, identified by `name` for its whole life."""
+class Variant202611(_VariantFields):
+    model_config = ConfigDict(title="Variant")
+
+    upstream: Upstream202611
+    api_key: FromEnv | FromFile
+
+
+class _ManifestFields(StrictModel):
+    """What both profiles' manifests share: one model experiment, identified by `name` for its whole life."""
 
     apiVersion: Literal["expctl/v1"]  # the manifest spells it so (Kubernetes style)
     kind: Literal["ModelExperiment"]
@@ -127,11 +213,42 @@ class Manifest(StrictModel):
     description: str | None = Field(default=None, max_length=2000)
     status: Literal["draft", "active", "paused", "completed"] = "draft"
     archived: bool = False
+
+
+class Manifest(_ManifestFields):
+    """A manifest for the 2026-05 gateway."""
+
     variants: list[Variant] = Field(default_factory=list)
 
 
-def manifest_json_schema() -> dict[str, Any]:
-    schema = Manifest.model_json_schema()
+class Manifest202611(_ManifestFields):
+    """A manifest for the 2026-11 gateway: its upstream, and the experiment's metadata."""
+
+    model_config = ConfigDict(title="Manifest")
+
+    variants: list[Variant202611] = Field(default_factory=list)
+    metadata: Metadata | None = None
+
+
+AnyManifest = Manifest | Manifest202611
+
+_MODELS: dict[str, type[AnyManifest]] = {"2026-05": Manifest, "2026-11": Manifest202611}
+_UPSTREAMS: dict[str, type[Upstream | Upstream202611]] = {"2026-05": Upstream, "2026-11": Upstream202611}
+
+
+def manifest_model(profile_name: str | None = None) -> type[AnyManifest]:
+    """The manifest model of a gateway profile (the default profile's when None)."""
+    return _MODELS[gateway_profile(profile_name).name]
+
+
+def upstream_model(profile_name: str | None = None) -> type[Upstream | Upstream202611]:
+    """The upstream model of a gateway profile (the default profile's when None)."""
+    return _UPSTREAMS[gateway_profile(profile_name).name]
+
+
+def manifest_json_schema(profile_name: str | None = None) -> dict[str, Any]:
+    """The JSON Schema of a profile's manifest (the default profile's when None)."""
+    schema = manifest_model(profile_name).model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://expctl.dev/schemas/manifest-v1.json"
     return schema
