@@ -4,7 +4,9 @@ Layout of a case:
   manifests/*.yaml   the desired state (may be empty: removed manifests)
   state.yaml         rows to seed (experiments, variants, current versions — a variant's
                      `encrypted_api_key` seeds a raw stored value —, bindings), the secrets
-                     visible to the run (`env`) and options (`prune`, `byok: false`)
+                     visible to the run (`env`) and options (`prune`, `byok: false`, `profile`:
+                     the gateway profile, default 2026-11); an experiment's `metadata` seeds
+                     `model_experiment.metadata`
   expected.txt       the plan summarised one change per line (see `summarise`)
 
 Set UPDATE_GOLDEN=1 to rewrite expected.txt from the current output (then review the diff).
@@ -54,7 +56,7 @@ def seed(conn: Connection, case: dict[str, Any]) -> None:
         conn.execute(insert(model_experiment).values(
             id=exp_id, public_model_id=exp["public_model_id"], name=exp["name"],
             description=exp.get("description"), status=exp.get("status", "draft"),
-            is_archived=exp.get("archived", False),
+            is_archived=exp.get("archived", False), metadata=exp.get("metadata"),
         ))
         if exp.get("managed"):
             conn.execute(insert(expctl_binding).values(name=exp["managed"], experiment_id=exp_id))

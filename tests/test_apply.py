@@ -137,6 +137,7 @@ def test_saved_plan_applies_and_goes_stale(ws: Workspace, tmp_path: Path) -> Non
 def test_redis_down_after_commit_exits_3_then_heals(ws: Workspace) -> None:
     import redis
 
+    ws.monkeypatch.setenv("EXPCTL_GATEWAY_PROFILE", "2026-05")  # the profile with per-id keys to invalidate
     stale_key = "ai-gateway.model-experiments:by-public-id:preview/x"
     with redis.Redis.from_url(ws.redis_url) as client:
         client.set(stale_key, "routing cached before the change")
@@ -172,6 +173,7 @@ def test_reconcile_heals_corrupt_membership(ws: Workspace) -> None:
 def test_per_id_key_dropped_on_routing_change_only(ws: Workspace) -> None:
     import redis
 
+    ws.monkeypatch.setenv("EXPCTL_GATEWAY_PROFILE", "2026-05")  # 2026-11 never touches them (test_profile_apply)
     ws.write(manifest("exp", "active"))
     assert ws.reconcile().code == 0
     key = "ai-gateway.model-experiments:by-public-id:preview/x"

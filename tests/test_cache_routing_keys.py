@@ -1,4 +1,4 @@
-"""`cache check` and `cache refresh` with the per-id routing keys of routed ids (issue 13), on the
+"""`cache check` and `cache refresh` with the per-id routing keys of routed ids (gateway profile 2026-05), on the
 suite's real PostgreSQL and Redis: a corrupt value is drift, `cache refresh` deletes it, and the
 check stays one round trip per Redis target whatever the number of ids."""
 
@@ -12,6 +12,12 @@ from tests.test_roundtrips import counting
 from tests.workspace import Workspace, manifest
 
 PREFIX = "ai-gateway.model-experiments:by-public-id:"
+
+
+@pytest.fixture(autouse=True)
+def _gateway_2026_05(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-id keys exist only for the 2026-05 gateway (the 2026-11 one reads the membership key only)."""
+    monkeypatch.setenv("EXPCTL_GATEWAY_PROFILE", "2026-05")
 
 
 def routed(ws: Workspace, *ids: str) -> None:

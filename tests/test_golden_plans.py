@@ -6,9 +6,11 @@ import os
 
 import pytest
 
+from expctl.adapters.manifest.load import load_desired
 from expctl.adapters.store.db import connect, init_schema
 from expctl.app.service import make_plan
 from expctl.app.settings import Settings
+from expctl.core.profiles import gateway_profile
 from expctl.core.render.json_plan import render_json
 from expctl.core.render.markdown import render_markdown
 from expctl.core.render.text import render_text
@@ -27,8 +29,11 @@ def test_golden_plan(name: str, db_url: str) -> None:
     case_dir = CASES_DIR / name
     manifests = case_dir / "manifests"
     manifests.mkdir(exist_ok=True)
-    settings = Settings(manifests, db_url, env=env, base_dir=case_dir)
-    plan = make_plan(settings, prune=bool(case.get("prune", False)))
+    profile = gateway_profile(case.get("profile"))
+    settings = Settings(manifests, db_url, env=env, base_dir=case_dir, gateway_profile=profile)
+    # Loaded here with the case's profile (make_plan's own loading is the command line's concern).
+    desired = load_desired(manifests, policy=settings.secret_policy(), profile=profile)
+    plan = make_plan(settings, prune=bool(case.get("prune", False)), desired=desired)
     record = plan.to_record()
     got = summarise(record)
     expected_path = case_dir / "expected.txt"

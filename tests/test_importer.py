@@ -15,7 +15,7 @@ from expctl.adapters import crypto
 from expctl.adapters.manifest.load import load_directory
 from expctl.adapters.store.db import connect
 from expctl.app import importer
-from expctl.app.importer import env_var_name, slugify, unique
+from expctl.app.import_names import env_var_name, slugify, unique
 from expctl.cli import run
 from expctl.core.manifest.model import SCHEMA_URL_COMMENT
 
@@ -32,6 +32,7 @@ class Row:
     variants: list[tuple[str, int, dict[str, Any], str]] = field(default_factory=list)
     description: str | None = None
     archived: bool = False
+    metadata: dict[str, Any] | None = None
 
 
 def upstream(internal_id: str, **extra: Any) -> dict[str, Any]:
@@ -42,9 +43,11 @@ def insert(db_url: str, row: Row) -> str:
     key = base64.b64decode(BYOK)
     with connect(db_url) as conn, conn.begin():
         exp_id = str(conn.execute(text(
-            "INSERT INTO model_experiment (public_model_id, name, description, status, is_archived, started_at) "
-            "VALUES (:p, :n, :d, :s, :a, CASE WHEN :s = 'draft' THEN NULL ELSE now() END) RETURNING id"),
-            {"p": row.public_model_id, "n": row.name, "d": row.description, "s": row.status, "a": row.archived},
+            "INSERT INTO model_experiment (public_model_id, name, description, status, is_archived, started_at, "
+            "metadata) VALUES (:p, :n, :d, :s, :a, CASE WHEN :s = 'draft' THEN NULL ELSE now() END, "
+            "CAST(:m AS jsonb)) RETURNING id"),
+            {"p": row.public_model_id, "n": row.name, "d": row.description, "s": row.status, "a": row.archived,
+             "m": None if row.metadata is None else json.dumps(row.metadata)},
         ).scalar_one())
         for label, weight, up, api_key in row.variants:
             variant_id = conn.execute(text(
@@ -69,9 +72,15 @@ def bindings(db_url: str) -> dict[str, str]:
     return dict(rows)
 
 
+META = {"context_length": 200000, "max_completion_tokens": 64000,
+        "opencode_settings": {"ai_sdk_provider": "openai-compatible", "family": "gpt"}}
 FOO = Row("preview/preview-foo", "Preview Foo RC bake-off", "active", [
-    ("control", 1, upstream("rc1", opencode_settings={"ai_sdk_provider": "openai-compatible"}), "sk-test-control-0001"),
+    ("control", 1, upstream("rc1", remove_cache_breakpoints=True), "sk-test-control-0001"),
     ("treatment", 3, upstream("rc2", extra_body={"reasoning": {"effort": "medium"}, "n": 1.5}), "sk-test-treat-0002"),
+], description="Compare rc1 and rc2", metadata=META)
+# The same experiment as the 2026-05 gateway stored it: opencode settings in the upstream, no metadata.
+FOO_2026_05 = Row("preview/preview-foo", "Preview Foo RC bake-off", "active", [
+    ("control", 1, upstream("rc1", opencode_settings={"ai_sdk_provider": "openai-compatible"}), "sk-test-control-0001"),
 ], description="Compare rc1 and rc2")
 BAR = Row("preview/preview-bar", "Preview Bar", "paused", [("only", 1, upstream("bar"), "bar-key")], archived=True)
 
@@ -97,7 +106,9 @@ def test_import_all_then_plan_shows_only_checked_at_apply_then_nothing(
     loaded = load_directory(out_dir)
     assert loaded.problems == ()
     rc1 = text_[text_.index("internal_id: rc1"):]
-    assert rc1.index("base_url") < rc1.index("opencode_settings") < rc1.index("api_key")  # the model's order
+    assert rc1.index("base_url") < rc1.index("remove_cache_breakpoints") < rc1.index("api_key")  # the model's order
+    assert {e.name: e.metadata for e in loaded.experiments} == {"preview-foo-rc-bake-off": META, "preview-bar": None}
+    assert text_.index("archived:") < text_.index("metadata:") < text_.index("variants:")
 
     code, plan = plan_json(capsys, out_dir, db, redis_url)
     assert code == 2
@@ -158,8 +169,9 @@ def test_names_avoid_existing_manifests_and_bindings(
     db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     existing = (Path(__file__).parents[1] / "experiments.d" / "preview-foo-rc-bakeoff.yaml").read_text()
-    (tmp_path / "hand-written.yaml").write_text(existing.replace("preview-foo-rc-bakeoff", "preview-bar")
-                                                .replace("preview/preview-foo", "preview/other").replace("active", "draft"))
+    hand_written = (existing.replace("preview-foo-rc-bakeoff", "preview-bar")
+                    .replace("preview/preview-foo", "preview/other").replace("active", "draft"))
+    (tmp_path / "hand-written.yaml").write_text(hand_written)
     insert(db, BAR)
     insert(db, Row("preview/bar-2", "Preview Bar", "draft", [("a", 1, upstream("x"), "k")]))
     code, _, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)
@@ -185,15 +197,17 @@ def test_not_importable_rows_are_named_and_skipped(
     db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     insert(db, Row("preview/long", "Long label", "draft", [("x" * 70, 1, upstream("a"), "k")]))
-    insert(db, Row("preview/headers", "Headers", "draft", [("a", 1, upstream("a", extra_headers={"X": "1"}), "k")]))
+    insert(db, Row("preview/opencode", "Opencode", "draft",
+                   [("a", 1, upstream("a", opencode_settings={"ai_sdk_provider": "openai"}), "k")]))
     insert(db, Row("preview/nulls", "Nulls", "draft", [("a", 1, upstream("a", extra_body=None), "k")]))
     insert(db, BAR)
     code, _, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)
     assert code == 1
     assert "not importable: 'Long label'" in err
     assert "at most 64 characters" in err
-    assert "not importable: 'Headers'" in err
-    assert "extra_headers" in err
+    assert "not importable: 'Opencode'" in err
+    assert "'opencode_settings', which the gateway of profile 2026-11 does not accept" in err
+    assert "metadata.opencode_settings" in err
     assert "not importable: 'Nulls'" in err
     assert "cannot be written exactly as stored" in err
     assert [p.name for p in tmp_path.iterdir()] == ["preview-bar.yaml"]
@@ -248,3 +262,26 @@ def test_warns_when_an_existing_manifest_wants_the_same_public_id_routed(
     assert code == 0
     assert "warning:" in err
     assert "preview-bar.yaml" in err
+
+
+def test_a_2026_05_database_imports_under_its_profile(
+    db: str, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under 2026-05 the upstream keeps its opencode settings, metadata is neither written nor
+    compared, and the 2026-11 upstream fields are what is not importable."""
+    foo_id = insert(db, FOO_2026_05)
+    with connect(db) as conn, conn.begin():  # metadata the 2026-05 gateway never reads
+        conn.execute(text("UPDATE model_experiment SET metadata = CAST(:m AS jsonb)"), {"m": json.dumps(META)})
+    insert(db, Row("preview/headers", "Headers", "draft", [("a", 1, upstream("a", extra_headers={"X": "1"}), "k")]))
+    monkeypatch.setenv("EXPCTL_GATEWAY_PROFILE", "2026-05")
+    code, _, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)
+    assert code == 1
+    assert "not importable: 'Headers'" in err and "'extra_headers', which the gateway of profile 2026-05" in err
+    assert bindings(db) == {"preview-foo-rc-bake-off": foo_id}
+    text_ = (tmp_path / "preview-foo-rc-bake-off.yaml").read_text()
+    assert "opencode_settings" in text_ and "metadata" not in text_
+    monkeypatch.setenv("EXPCTL_KEY_PREVIEW_FOO_RC_BAKE_OFF_CONTROL", "sk-test-control-0001")
+    monkeypatch.setenv(crypto.BYOK_ENV, BYOK)
+    (tmp_path / "headers.yaml").unlink(missing_ok=True)
+    _, plan = plan_json(capsys, tmp_path, db, redis_url)
+    assert plan["gateway_profile"] == "2026-05" and plan["summary"]["total"] == 0

@@ -14,6 +14,7 @@ from expctl.adapters.crypto import fingerprint
 from expctl.adapters.manifest.load import load_directory
 from expctl.core import lifecycle
 from expctl.core.planner import build_plan, match_variants
+from expctl.core.profiles import gateway_profile
 from expctl.core.state import ActualExperiment, ActualState, ActualVariant, ActualVersion, KeyComparison
 from tests.golden import CASES_DIR, _stable_id, case_names, load_case, summarise
 
@@ -31,7 +32,7 @@ def _actual(case: dict[str, object]) -> ActualState:
         experiments.append(ActualExperiment(
             id=exp_id, public_model_id=exp["public_model_id"], name=exp["name"], description=exp.get("description"),
             status=exp.get("status", "draft"), is_archived=exp.get("archived", False), variants=tuple(variants),
-            managed_name=exp.get("managed")))
+            managed_name=exp.get("managed"), metadata=exp.get("metadata")))
     return ActualState(tuple(experiments))
 
 
@@ -40,7 +41,8 @@ def test_pure_planner_agrees_with_golden(name: str, monkeypatch: pytest.MonkeyPa
     case = load_case(name)
     case_dir = CASES_DIR / name
     monkeypatch.chdir(case_dir)
-    loaded = load_directory(Path("manifests"))
+    profile = gateway_profile(case.get("profile"))
+    loaded = load_directory(Path("manifests"), profile=profile)
     assert not loaded.problems
     state = _actual(case)
     env = {str(k): str(v) for k, v in case["env"].items()}
@@ -64,7 +66,8 @@ def test_pure_planner_agrees_with_golden(name: str, monkeypatch: pytest.MonkeyPa
                 checks[(desired.name, variant.label)] = KeyComparison(
                     "same" if stored == secret else "changed", wanted, fingerprint(stored))
     plan = build_plan(loaded.experiments, state, checks, prune=bool(case.get("prune", False)),
-                      byok_available=bool(case.get("byok", True)))
+                      byok_available=bool(case.get("byok", True)), compare_metadata=profile.has_metadata,
+                      gateway_profile=profile.name)
     got = summarise(plan.to_record()).replace(str(Path("manifests")) + "/", "")
     assert got == (case_dir / "expected.txt").read_text()
 
@@ -81,6 +84,7 @@ def test_transition_table_covers_every_pair() -> None:
 def test_edit_table_matches_the_contract() -> None:
     expected = {
         lifecycle.Edit.METADATA: "draft active paused completed",
+        lifecycle.Edit.EXPERIMENT_METADATA: "draft active paused",
         lifecycle.Edit.PUBLIC_MODEL_ID: "draft",
         lifecycle.Edit.VARIANT_STRUCTURE: "draft",
         lifecycle.Edit.RENAME_VARIANT: "draft active paused",

@@ -32,7 +32,7 @@ def test_header_and_verdict() -> None:
     out = render_markdown(plan_record(wanted, [actual("done"), actual("swap")]))
     lines = out.splitlines()
     assert lines[:3] == [MARKER, "### expctl plan", "**2 changes, 1 irreversible, 1 traffic shift, 0 refused**"]
-    assert re.search(r"^Plan `sha256:[0-9a-f]{64}`$", out, re.M)
+    assert re.search(r"^Plan `sha256:[0-9a-f]{64}` \(gateway profile 2026-11\)$", out, re.M)
 
 
 def test_no_changes() -> None:

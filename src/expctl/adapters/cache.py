@@ -10,6 +10,10 @@ when the key holds another Redis type, or a value that is not JSON or is JSON bu
 array or null (RFC 8259, without NaN or Infinity). A missing per-id key is not drift: the gateway
 fills it on its next lookup. Keys of ids that are not routed are never read, as the gateway never
 looks them up. `cache refresh` deletes the per-id key of every routed id.
+
+Per-id keys exist only for gateway profile 2026-05 (`per_id_keys`). Under 2026-11 the gateway no
+longer reads them, so expctl never reads, writes or deletes them: `check` compares the membership
+only and `refresh` writes the membership only (whatever ids it is handed).
 """
 
 from __future__ import annotations
@@ -84,9 +88,11 @@ class Cache:
     touches PostgreSQL rather than after a commit.
     """
 
-    def __init__(self, urls: Sequence[str], prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, urls: Sequence[str], prefix: str = DEFAULT_PREFIX, *, per_id_keys: bool = True) -> None:
         self.urls = list(urls)
         self.prefix = prefix
+        # The gateway profile's `per_id_keys`: False (2026-11) leaves every `by-public-id:` key alone.
+        self.per_id_keys = per_id_keys
         for url in self.urls:
             self._client(url).close()
 
@@ -134,7 +140,8 @@ class Cache:
         """Drift of every target: its membership against `expected` (the routed ids, sorted) and the
         per-id routing keys of those ids that hold corrupt values."""
         drifts = []
-        keys = [membership_key(self.prefix), *(routing_key(self.prefix, pid) for pid in expected)]
+        checked = list(expected) if self.per_id_keys else []
+        keys = [membership_key(self.prefix), *(routing_key(self.prefix, pid) for pid in checked)]
         for url in self.urls:
             shown = redact_url(url)
             try:
@@ -148,18 +155,18 @@ class Cache:
                 drifts.append(Drift(shown, problem))
             drifts += [Drift(shown, f"per-id routing key of {json.dumps(pid)} is corrupt ({why}); "
                                     "`expctl cache refresh` deletes it")
-                       for pid, (raw, same_type) in zip(expected, fetched[1:], strict=True)
+                       for pid, (raw, same_type) in zip(checked, fetched[1:], strict=True)
                        if (why := _routing_problem(raw, same_type))]
         return drifts
 
     def refresh(self, membership: Sequence[str], changed_ids: Iterable[str]) -> list[str]:
-        """Deletes per-id routing keys and writes the membership where it differs.
+        """Deletes per-id routing keys (only with `per_id_keys`) and writes the membership where it differs.
 
         Returns the URLs that failed (password hidden) with the kind of error; an empty list means
         every target is fresh. A membership key of another Redis type is overwritten (SET replaces it).
         """
         failed = []
-        stale_keys = sorted({routing_key(self.prefix, pid) for pid in changed_ids})
+        stale_keys = sorted({routing_key(self.prefix, pid) for pid in changed_ids}) if self.per_id_keys else []
         value = encode_membership(membership).encode()
         for url in self.urls:
             try:

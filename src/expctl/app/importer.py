@@ -4,17 +4,17 @@
 For each chosen unmanaged experiment: derive a manifest `name`, render the manifest (status,
 archived, variants, weights, the current upstream exactly as stored, and the api key as a
 `{from_env: EXPCTL_KEY_<NAME>_<LABEL>}` placeholder), and check in memory that it validates and
-round-trips to exactly what the planner reads from the row. Files are written first (an existing
-file only with `force`), each re-validated from disk; then every binding is inserted in one
-transaction under the apply lock, after checking that no row changed meanwhile. Any failure rolls
-the files back (restoring overwritten ones), so an import never leaves a half-done state.
+round-trips to exactly what the planner reads from the row, under the settings' gateway profile
+(2026-11 writes the stored `metadata`; an upstream the profile's gateway would reject is not
+importable). Files are written first (an existing file only with `force`), each re-validated from
+disk; then every binding is inserted in one transaction under the apply lock, after checking that
+no row changed meanwhile. Any failure rolls the files back (restoring overwritten ones), so an
+import never leaves a half-done state.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +31,13 @@ from expctl.adapters.store import audit
 from expctl.adapters.store.db import connect, missing_tables, read_only, take_apply_lock
 from expctl.adapters.store.reader import read_state
 from expctl.adapters.store.tables import expctl_binding
+from expctl.app.import_names import env_var_name, slugify, unique
 from expctl.app.settings import Settings
 from expctl.core.errors import ConfigError, ConflictError, ManifestError, Problem
 from expctl.core.manifest import rules
-from expctl.core.manifest.model import API_VERSION, KIND, SCHEMA_URL_COMMENT, Upstream
-from expctl.core.state import ActualExperiment, ActualState, ActualVariant, DesiredExperiment, canonical_json
-
-MAX_NAME_LENGTH = 60
-ENV_PREFIX = "EXPCTL_KEY_"
+from expctl.core.manifest.model import API_VERSION, KIND, SCHEMA_URL_COMMENT, upstream_model
+from expctl.core.profiles import PROFILES, GatewayProfile, gateway_profile
+from expctl.core.state import ActualExperiment, ActualState, ActualVariant, DesiredExperiment, canonical_json, same_json
 
 
 @dataclass(frozen=True)
@@ -76,31 +75,6 @@ class ImportResult:
         return not self.skipped and not self.errors
 
 
-# --- names ---------------------------------------------------------------------------------------
-
-
-def slugify(display_name: str) -> str:
-    """A manifest name ([a-z0-9-]) from a display name: accents folded, other runs become '-'."""
-    folded = unicodedata.normalize("NFKD", display_name).encode("ascii", "ignore").decode("ascii")
-    slug = re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-")
-    return slug[:MAX_NAME_LENGTH].rstrip("-") or "experiment"
-
-
-def unique(base: str, taken: set[str], separator: str) -> str:
-    """`base`, else `base<sep>2`, `base<sep>3`…; the result is added to `taken`."""
-    candidate, n = base, 1
-    while candidate in taken:
-        n += 1
-        candidate = f"{base}{separator}{n}"
-    taken.add(candidate)
-    return candidate
-
-
-def env_var_name(name: str, label: str) -> str:
-    """`EXPCTL_KEY_<NAME>_<LABEL>`, upper-cased, every other character than A-Z 0-9 made '_'."""
-    return re.sub(r"[^A-Z0-9]", "_", f"{ENV_PREFIX}{name}_{label}".upper())
-
-
 @dataclass
 class _Taken:
     """Names and env vars already used: by bindings, by manifests in the out dir, by this run."""
@@ -109,11 +83,11 @@ class _Taken:
     env_vars: set[str]
 
 
-def _existing(out_dir: Path, state: ActualState) -> _Taken:
+def _existing(out_dir: Path, state: ActualState, profile: GatewayProfile) -> _Taken:
     taken = _Taken(set(state.by_managed_name()), set())
     files, _ = discover(out_dir) if out_dir.is_dir() else ([], [])
     for path in files:
-        experiments, documents, _ = load_file(path)
+        experiments, documents, _ = load_file(path, profile=profile)
         taken.names.update(s.name for s in map(rule_subject, documents) if s is not None)
         taken.env_vars.update(v.api_key.name for e in experiments for v in e.variants if v.api_key.kind == "env")
     return taken
@@ -140,17 +114,19 @@ def select(state: ActualState, public_ids: Sequence[str], result: ImportResult) 
 # --- rendering and checks ------------------------------------------------------------------------
 
 
-def _ordered_upstream(stored: Any) -> Any:
-    """The stored upstream, unchanged, with the model's fields first in the model's order."""
+def _ordered_upstream(stored: Any, profile: GatewayProfile) -> Any:
+    """The stored upstream, unchanged, with the profile's model's fields first in the model's order."""
     if not isinstance(stored, dict):
         return stored
-    known = [k for k in Upstream.model_fields if k in stored]
+    known = [k for k in upstream_model(profile.name).model_fields if k in stored]
     return {k: stored[k] for k in [*known, *(k for k in stored if k not in known)]}
 
 
-def manifest_record(experiment: ActualExperiment, name: str, env_vars: Sequence[str]) -> dict[str, Any]:
+def manifest_record(experiment: ActualExperiment, name: str, env_vars: Sequence[str],
+                    profile: GatewayProfile | None = None) -> dict[str, Any]:
     """The manifest document, fields in the documented order (docs/design.md#manifests); variants in
-    the gateway's id order."""
+    the gateway's id order; `metadata` as stored when the profile has it (absent = NULL)."""
+    profile = profile or gateway_profile(None)
     record: dict[str, Any] = {
         "apiVersion": API_VERSION, "kind": KIND, "name": name,
         "public_model_id": experiment.public_model_id, "display_name": experiment.name,
@@ -159,10 +135,12 @@ def manifest_record(experiment: ActualExperiment, name: str, env_vars: Sequence[
         record["description"] = experiment.description
     record["status"] = experiment.status
     record["archived"] = experiment.is_archived
+    if profile.has_metadata and experiment.metadata is not None:
+        record["metadata"] = dict(experiment.metadata)
     record["variants"] = [
         {
             "label": v.label, "weight": v.weight,
-            "upstream": _ordered_upstream(v.current_version.upstream if v.current_version else None),
+            "upstream": _ordered_upstream(v.current_version.upstream if v.current_version else None, profile),
             "api_key": {"from_env": env},
         }
         for v, env in zip(_variants(experiment), env_vars, strict=True)
@@ -187,21 +165,25 @@ def _problem_text(problem: Problem) -> str:
     return f"{problem.code} {problem.message}"
 
 
-def check_rendered(path: Path, content: str, experiment: ActualExperiment) -> list[str]:
-    """Why `content` is not a faithful manifest of `experiment` (empty when it is)."""
+def check_rendered(path: Path, content: str, experiment: ActualExperiment,
+                   profile: GatewayProfile | None = None) -> list[str]:
+    """Why `content` is not a faithful manifest of `experiment` under `profile` (empty when it is)."""
+    profile = profile or gateway_profile(None)
     documents, problems = parse_documents(str(path), content)
     if problems or len(documents) != 1:
         return [f"the generated YAML cannot be read back: {', '.join(map(_problem_text, problems)) or '?'}"]
-    desired, problems = load_document(documents[0])
+    desired, problems = load_document(documents[0], profile=profile)
     subject = rule_subject(documents[0])
     problems += rules.cross_manifest_problems([subject]) if subject is not None else []
     if problems or desired is None:
         return [f"the manifest would be invalid: {_problem_text(p)}" for p in problems]
-    return round_trip_differences(desired, experiment)
+    return round_trip_differences(desired, experiment, compare_metadata=profile.has_metadata)
 
 
-def round_trip_differences(desired: DesiredExperiment, actual: ActualExperiment) -> list[str]:
-    """Fields where the manifest would not read back as exactly what the row holds."""
+def round_trip_differences(desired: DesiredExperiment, actual: ActualExperiment,
+                           compare_metadata: bool = True) -> list[str]:
+    """Fields where the manifest would not read back as exactly what the row holds (`metadata` only
+    when the profile plans it)."""
     differences = [
         f"{field} does not round-trip" for field, a, b in (
             ("public_model_id", desired.public_model_id, actual.public_model_id),
@@ -210,6 +192,9 @@ def round_trip_differences(desired: DesiredExperiment, actual: ActualExperiment)
             ("status", desired.status, actual.status), ("archived", desired.archived, actual.is_archived),
         ) if a != b
     ]
+    if compare_metadata and not same_json(_plain(desired.metadata), _plain(actual.metadata)):
+        differences.append("metadata cannot be written exactly as stored (null values, or fields the 2026-11 "
+                           "metadata model does not have): fix it in the admin UI first")
     rows = {v.label: v for v in actual.variants}
     for variant in desired.variants:
         row = rows.get(variant.label)
@@ -221,27 +206,48 @@ def round_trip_differences(desired: DesiredExperiment, actual: ActualExperiment)
     return differences
 
 
-def _row_problems(experiment: ActualExperiment) -> list[str]:
-    """Problems that no manifest could express, found before rendering."""
-    return [
+def _plain(value: Any) -> Any:
+    return None if value is None else dict(value)
+
+
+def _row_problems(experiment: ActualExperiment, profile: GatewayProfile) -> list[str]:
+    """Problems that no manifest could express under `profile`, found before rendering."""
+    problems = [
         f"variant '{v.label[:64]}' has no current version (no upstream in effect): give it one in the "
         "admin UI, then import"
         for v in _variants(experiment) if v.current_version is None
     ]
+    fields = upstream_model(profile.name).model_fields
+    for v in _variants(experiment):
+        stored = v.current_version.upstream if v.current_version else {}
+        foreign = sorted(k for k in stored if k not in fields)[:5] if isinstance(stored, dict) else []
+        if foreign:
+            problems.append(_upstream_misfit(v.label, foreign, profile))
+    return problems
+
+
+def _upstream_misfit(label: str, keys: Sequence[str], profile: GatewayProfile) -> str:
+    moved = (" (opencode_settings now belongs in the experiment's metadata.opencode_settings)"
+             if "opencode_settings" in keys and profile.has_metadata else "")
+    other = " or ".join(f"--gateway-profile {name}" for name in sorted(PROFILES) if name != profile.name)
+    return (f"variant '{label[:64]}': its stored upstream has {', '.join(repr(k[:40]) for k in keys)}, which the "
+            f"gateway of profile {profile.name} does not accept in an upstream{moved}: fix the row in the admin "
+            f"UI first (or, if the gateway reading it is another version, import with {other})")
 
 
 def prepare(
-    experiment: ActualExperiment, out_dir: Path, taken: _Taken
+    experiment: ActualExperiment, out_dir: Path, taken: _Taken, profile: GatewayProfile | None = None,
 ) -> Imported | NotImportable:
-    problems = _row_problems(experiment)
+    profile = profile or gateway_profile(None)
+    problems = _row_problems(experiment, profile)
     if problems:
         return NotImportable(experiment, tuple(problems))
     names, envs = set(taken.names), set(taken.env_vars)
     name = unique(slugify(experiment.name), names, "-")
     env_vars = [unique(env_var_name(name, v.label), envs, "_") for v in _variants(experiment)]
     path = out_dir / f"{name}.yaml"
-    content = render(experiment, manifest_record(experiment, name, env_vars))
-    problems = check_rendered(path, content, experiment)
+    content = render(experiment, manifest_record(experiment, name, env_vars, profile))
+    problems = check_rendered(path, content, experiment, profile)
     if problems:
         return NotImportable(experiment, tuple(problems))
     taken.names, taken.env_vars = names, envs
@@ -272,7 +278,7 @@ class _Written:
                 path.write_bytes(original)
 
 
-def write_files(imported: Sequence[Imported], force: bool) -> _Written:
+def write_files(imported: Sequence[Imported], force: bool, profile: GatewayProfile | None = None) -> _Written:
     """Writes every manifest, then validates each from disk; any failure undoes all writes."""
     existing = [str(i.path) for i in imported if i.path.exists()]
     if existing and not force:
@@ -287,7 +293,7 @@ def write_files(imported: Sequence[Imported], force: bool) -> _Written:
             except OSError as err:
                 raise ConfigError(f"cannot write {item.path}: {err.strerror or type(err).__name__}; "
                                   "nothing was written or bound") from None
-        problems = [p for item in imported for p in load_file(item.path)[2]]
+        problems = [p for item in imported for p in load_file(item.path, profile=profile)[2]]
         if problems:
             raise ManifestError(problems)
     except BaseException:
@@ -337,30 +343,30 @@ def _read(settings: Settings) -> ActualState:
         return read_state(conn)
 
 
-def _cross_file_warnings(out_dir: Path, imported: Iterable[Imported]) -> list[str]:
+def _cross_file_warnings(out_dir: Path, imported: Iterable[Imported], profile: GatewayProfile) -> list[str]:
     """Conflicts between the new manifests and those already in the directory (e.g. two want active)."""
     new_paths = {str(i.path) for i in imported}
     subjects = []
     for path in discover(out_dir)[0]:
-        subjects += [s for s in map(rule_subject, load_file(path)[1]) if s is not None]
+        subjects += [s for s in map(rule_subject, load_file(path, profile=profile)[1]) if s is not None]
     return [f"{p.location}: {p.message}: the manifests now conflict; change one of them before `expctl plan`"
             for p in rules.cross_manifest_problems(subjects) if p.location.path in new_paths]
 
 
 def import_experiments(settings: Settings, out_dir: Path, public_ids: Sequence[str], force: bool) -> ImportResult:
     """Chooses, renders, writes and binds; see the module docstring for the guarantees."""
-    result = ImportResult()
+    result, profile = ImportResult(), settings.gateway_profile
     state = _read(settings)
-    taken = _existing(out_dir, state)
+    taken = _existing(out_dir, state, profile)
     for experiment in select(state, public_ids, result):
-        outcome = prepare(experiment, out_dir, taken)
+        outcome = prepare(experiment, out_dir, taken, profile)
         if isinstance(outcome, NotImportable):
             result.skipped.append(outcome)
         else:
             result.imported.append(outcome)
     if not result.imported:
         return result
-    written = write_files(result.imported, force)
+    written = write_files(result.imported, force, profile)
     try:
         bind(settings, result.imported)
     except BaseException as err:
@@ -369,5 +375,5 @@ def import_experiments(settings: Settings, out_dir: Path, public_ids: Sequence[s
             raise ConflictError(f"{err}; the manifests written were removed, nothing was bound: run "
                                 "`expctl import` again") from None
         raise
-    result.warnings = _cross_file_warnings(out_dir, result.imported)
+    result.warnings = _cross_file_warnings(out_dir, result.imported, profile)
     return result

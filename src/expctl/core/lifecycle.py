@@ -63,6 +63,7 @@ def transition_rule(current: str, desired: str) -> TransitionRule:
 
 class Edit(Enum):
     METADATA = "name, description"
+    EXPERIMENT_METADATA = "metadata (context length, tokens, opencode settings)"
     PUBLIC_MODEL_ID = "public_model_id"
     VARIANT_STRUCTURE = "add / remove variant, change weight"
     RENAME_VARIANT = "rename a variant"
@@ -75,6 +76,7 @@ class Edit(Enum):
 
 EDITS: dict[Edit, frozenset[str]] = {
     Edit.METADATA: frozenset(STATUSES),
+    Edit.EXPERIMENT_METADATA: frozenset({"draft", "active", "paused"}),
     Edit.PUBLIC_MODEL_ID: frozenset({"draft"}),
     Edit.VARIANT_STRUCTURE: frozenset({"draft"}),
     Edit.RENAME_VARIANT: frozenset({"draft", "active", "paused"}),
@@ -89,6 +91,8 @@ _ALTERNATIVES: dict[Edit, str] = {
     Edit.PUBLIC_MODEL_ID: "create a new experiment for the new public_model_id and complete this one",
     Edit.VARIANT_STRUCTURE: "variants and weights are frozen after draft; create a new experiment (new name) "
     "with the variants and weights you want, then complete this one",
+    Edit.EXPERIMENT_METADATA: "a completed experiment is frozen; create a new experiment (new name) with the "
+    "metadata you want",
     Edit.RENAME_VARIANT: "a completed experiment is frozen",
     Edit.HOT_SWAP: "a completed experiment routes nothing; create a new experiment",
     Edit.ROTATE_KEY: "a completed experiment routes nothing; its key is never used",
@@ -103,6 +107,7 @@ def edit_allowed(edit: Edit, status: str) -> bool:
 
 _VERBS: dict[Edit, str] = {
     Edit.METADATA: "edit the name or description",
+    Edit.EXPERIMENT_METADATA: "change metadata",
     Edit.PUBLIC_MODEL_ID: "change public_model_id",
     Edit.VARIANT_STRUCTURE: "add, remove or reweight variants",
     Edit.RENAME_VARIANT: "rename a variant",

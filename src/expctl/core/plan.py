@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from expctl.core.errors import Location
+from expctl.core.profiles import DEFAULT_PROFILE
 from expctl.core.state import SecretRef, digest
 
 FORMAT_VERSION = 1
@@ -194,6 +195,8 @@ class Plan:
     membership_read: bool = False
     prune: bool = False
     attention: tuple[Attention, ...] = ()
+    # The gateway profile the plan was made for: part of `plan_id` (a saved plan applies under it only).
+    gateway_profile: str = DEFAULT_PROFILE
 
     def changes(self) -> list[tuple[ExperimentPlan, Change]]:
         return [(e, c) for e in self.experiments for c in e.changes]
@@ -254,6 +257,7 @@ class Plan:
     def _record(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
+            "gateway_profile": self.gateway_profile,
             "state_fingerprint": self.state_fingerprint,
             "manifests_digest": self.manifests_digest,
             "options": {"prune": self.prune},

@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 
 from expctl.core import keyreview, lifecycle
 from expctl.core.bucketing import variant_shares
-from expctl.core.errors import Location
+from expctl.core.field_plan import edit as _edit
+from expctl.core.field_plan import field_changes, json_value, metadata_changes
 from expctl.core.lifecycle import Check, Edit
 from expctl.core.plan import (
     CHECKED_AT_APPLY,
@@ -28,6 +29,7 @@ from expctl.core.plan import (
     Plan,
     UnmanagedExperiment,
 )
+from expctl.core.profiles import DEFAULT_PROFILE
 from expctl.core.state import (
     ROUTED_STATUSES,
     ActualExperiment,
@@ -72,6 +74,8 @@ class _Context:
     key_checks: KeyChecks
     prune: bool
     byok_available: bool = True
+    # Whether the gateway profile has `model_experiment.metadata` (2026-11): else never compared or written.
+    compare_metadata: bool = True
     host_pins: keyreview.HostPins = dataclasses.field(default_factory=dict)
     # Filled while planning (the one mutable part): what the plan's attention section lists.
     attention: list[Attention] = dataclasses.field(default_factory=list)
@@ -83,12 +87,6 @@ class _Context:
         """The change refused when it would send the variant's key to a host its pin forbids."""
         refusal = keyreview.pin_refusal(self.host_pins, variant) if change.allowed else None
         return change if refusal is None else _with(change, allowed=False, reason=refusal)
-
-
-def _edit(kind: ChangeKind, edit: Edit, status: str, location: Location, **values: object) -> Change:
-    allowed = lifecycle.edit_allowed(edit, status)
-    reason = None if allowed else lifecycle.edit_refusal(edit, status)
-    return Change(kind, allowed=allowed, reason=reason, location=location, **values)  # type: ignore[arg-type]
 
 
 def _key_after(check: KeyComparison, variant: DesiredVariant) -> str:
@@ -145,7 +143,9 @@ def plan_create(desired: DesiredExperiment, ctx: _Context) -> list[Change]:
         reason=None if create_ok else f"a new experiment starts as draft or active, not {desired.status}: "
         "set status: draft (or active)",
         after={"public_model_id": desired.public_model_id, "display_name": desired.display_name,
-               "description": desired.description, "status": "draft", "archived": desired.archived},
+               "description": desired.description, "status": "draft", "archived": desired.archived,
+               # Only when set: absent means NULL, and plans of experiments without metadata stay as they were.
+               **({"metadata": json_value(desired.metadata)} if ctx.compare_metadata and desired.metadata else {})},
     )]
     changes += [
         ctx.pinned(Change(ChangeKind.ADD_VARIANT, variant=v.label, after=_variant_record(v, checks[v.label]),
@@ -154,26 +154,6 @@ def plan_create(desired: DesiredExperiment, ctx: _Context) -> list[Change]:
     ]
     if desired.status == "active":
         changes.append(_transition("draft", desired))
-    return changes
-
-
-def _field_changes(desired: DesiredExperiment, actual: ActualExperiment, status: str) -> list[Change]:
-    changes = []
-    for field, before, after in (
-        ("display_name", actual.name, desired.display_name),
-        ("description", actual.description, desired.description),
-    ):
-        if before != after:
-            changes.append(_edit(ChangeKind.UPDATE_FIELD, Edit.METADATA, status, desired.loc(field),
-                                 field=field, before=before, after=after))
-    if actual.public_model_id != desired.public_model_id:
-        changes.append(_edit(ChangeKind.UPDATE_FIELD, Edit.PUBLIC_MODEL_ID, actual.status,
-                             desired.loc("public_model_id"), field="public_model_id",
-                             before=actual.public_model_id, after=desired.public_model_id, routing=True))
-    if desired.archived != actual.is_archived:
-        kind, edit = (ChangeKind.ARCHIVE, Edit.ARCHIVE) if desired.archived else (ChangeKind.UNARCHIVE, Edit.UNARCHIVE)
-        changes.append(_edit(kind, edit, status, desired.loc("archived"), field="archived",
-                             before=actual.is_archived, after=desired.archived))
     return changes
 
 
@@ -249,7 +229,9 @@ def _variant_changes(desired: DesiredExperiment, actual: ActualExperiment, statu
 
 def plan_update(desired: DesiredExperiment, actual: ActualExperiment, ctx: _Context) -> list[Change]:
     status = lifecycle.status_for_edits(actual.status, desired.status)
-    changes = _field_changes(desired, actual, status) + _variant_changes(desired, actual, status, ctx)
+    changes = field_changes(desired, actual, status) + _variant_changes(desired, actual, status, ctx)
+    if ctx.compare_metadata:
+        changes += metadata_changes(desired, actual, status)
     if desired.status != actual.status:
         changes.insert(0, _transition(actual.status, desired))
     return changes
@@ -302,10 +284,13 @@ def _final_public_id(desired: DesiredExperiment | None, actual: ActualExperiment
 def build_plan(
     desired: Sequence[DesiredExperiment], actual: ActualState, key_checks: KeyChecks, prune: bool = False,
     *, byok_available: bool = True, host_pins: keyreview.HostPins | None = None,
+    compare_metadata: bool = True, gateway_profile: str = DEFAULT_PROFILE,
 ) -> Plan:
     """The plan; `byok_available` words unavailable secrets (apply would fail vs. checked at apply),
-    `host_pins` (secret reference -> allowed hosts) refuses changes sending a key elsewhere."""
-    ctx = _Context(key_checks, prune, byok_available, host_pins or {})
+    `host_pins` (secret reference -> allowed hosts) refuses changes sending a key elsewhere,
+    `compare_metadata` (the profile's `has_metadata`) plans `metadata`, `gateway_profile` names the
+    profile in the record."""
+    ctx = _Context(key_checks, prune, byok_available, compare_metadata, host_pins or {})
     desired_by_name = {d.name: d for d in desired}
     bound = actual.by_managed_name()
     drafts: list[tuple[str, DesiredExperiment | None, ActualExperiment | None, list[Change], tuple[str, ...]]] = []
@@ -324,7 +309,7 @@ def build_plan(
     experiments = tuple(_finish(name, d, a, changes, notes, routed) for name, d, a, changes, notes in drafts)
     unavailable = [keyreview.unavailable(d, v, byok_available) for d in desired if d.status != "completed"
                    for v in d.variants if ctx.check(d, v).desired_fingerprint is None]
-    return replace(_assemble(experiments, desired, actual, routed), prune=prune,
+    return replace(_assemble(experiments, desired, actual, routed), prune=prune, gateway_profile=gateway_profile,
                    attention=keyreview.ordered(unavailable + ctx.attention))
 
 

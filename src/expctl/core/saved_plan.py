@@ -23,7 +23,7 @@ MAX_PLAN_DEPTH = 128  # a plan nests its manifests' JSON (at most 64 levels) abo
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "plan_id": str, "state_fingerprint": str, "manifests_digest": str, "options": dict, "summary": dict,
-    "experiments": list, "unmanaged": list, "attention": list, "cache": dict,
+    "experiments": list, "unmanaged": list, "attention": list, "cache": dict, "gateway_profile": str,
 }
 
 
@@ -88,6 +88,9 @@ def _first_difference(saved: Mapping[str, Any], fresh: Mapping[str, Any]) -> str
         return "the manifests changed since it was saved"
     if saved["state_fingerprint"] != fresh["state_fingerprint"]:
         return "the database changed since it was saved (rows the plan touches differ)"
+    if saved.get("gateway_profile") != fresh["gateway_profile"]:
+        return (f"it was made for gateway profile {str(saved.get('gateway_profile'))[:20]}, this run uses "
+                f"{fresh['gateway_profile']} (--gateway-profile, EXPCTL_GATEWAY_PROFILE or expctl.toml)")
     if saved["options"] != fresh["options"]:
         return "it was made with other options"
     deferred = _deferred_key_checks(saved)

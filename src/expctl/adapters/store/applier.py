@@ -113,7 +113,7 @@ def version_rows(ctx: ApplyContext, versions: Mapping[str, tuple[str, NewVersion
 
 
 _FIELD_COLUMNS = {"display_name": "name", "description": "description", "public_model_id": "public_model_id",
-                  "archived": "is_archived"}
+                  "archived": "is_archived", "metadata": "metadata"}
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,8 @@ def _create(batch: _Batch, target: _Target, change: Change) -> None:
     batch.new_experiments.append({
         "id": target.id, "public_model_id": after["public_model_id"], "name": after["display_name"],
         "description": after["description"], "status": after["status"], "is_archived": after["archived"],
+        # Text, as COPY takes a jsonb column; None (no metadata, or profile 2026-05) is SQL NULL.
+        "metadata": None if after.get("metadata") is None else canonical_json(after["metadata"]),
     })
     batch.new_bindings.append({"name": target.name, "experiment_id": target.id})
 

@@ -32,7 +32,7 @@ def _text(column: ColumnElement[Any]) -> ColumnElement[str]:
 
 EXPERIMENTS_QUERY = select(
     _text(E.c.id), E.c.public_model_id, E.c.name, E.c.description, E.c.status, E.c.is_archived,
-    E.c.started_at, E.c.ended_at, E.c.updated_at, B.c.name.label("managed_name"),
+    E.c.started_at, E.c.ended_at, E.c.updated_at, B.c.name.label("managed_name"), E.c.metadata,
 ).select_from(E.outerjoin(B, B.c.experiment_id == E.c.id)).order_by(E.c.id)
 
 VARIANTS_QUERY = select(_text(V.c.id), _text(V.c.experiment_id), V.c.label, V.c.weight).order_by(
@@ -63,10 +63,10 @@ def read_state(
         ActualExperiment(
             id=experiment_id, public_model_id=public_model_id, name=name, description=description, status=status,
             is_archived=is_archived, variants=tuple(variants.get(experiment_id, ())), managed_name=managed_name,
-            started_at=started_at, ended_at=ended_at, updated_at=updated_at,
+            started_at=started_at, ended_at=ended_at, updated_at=updated_at, metadata=metadata,
         )
         for (experiment_id, public_model_id, name, description, status, is_archived, started_at, ended_at,
-             updated_at, managed_name) in conn.execute(EXPERIMENTS_QUERY).all()
+             updated_at, managed_name, metadata) in conn.execute(EXPERIMENTS_QUERY).all()
     )
     return ActualState(experiments, membership, membership_ok, membership_read)
 

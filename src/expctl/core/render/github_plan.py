@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from expctl.core.render.problems import github_annotation
-from expctl.core.render.text import attention_groups, attention_note
+from expctl.core.render.text import attention_groups, attention_note, profile_note
 
 
 def render_github(record: dict[str, Any]) -> str:
@@ -28,5 +28,6 @@ def render_github(record: dict[str, Any]) -> str:
         lines.append(github_annotation("warning", location["path"], location["line"], location["col"],
                                        "expctl: api key", f"{message} ({places}{more})"))
     summary = record["summary"]
-    lines.append(f"{summary['total']} change(s), {summary['refused']} refused{attention_note(record)}")
+    lines.append(f"{summary['total']} change(s), {summary['refused']} refused{profile_note(record)}"
+                 f"{attention_note(record)}")
     return "\n".join(lines) + "\n"

@@ -35,6 +35,7 @@ from expctl.core.render.text import (
     is_traffic_shift,
     membership_text,
     plural,
+    profile_note,
     shares_text,
     sign,
     traffic_text,
@@ -77,7 +78,8 @@ def _verdict(record: Record) -> str:
 
 
 def _head(record: Record) -> str:
-    return f"{MARKER}\n### expctl plan\n{_verdict(record)}\n\nPlan {_code(record['plan_id'])}\n"
+    plan = f"Plan {_code(record['plan_id'])}{escape(profile_note(record))}"
+    return f"{MARKER}\n### expctl plan\n{_verdict(record)}\n\n{plan}\n"
 
 
 def _headline_bullet(experiment: Record, change: Record) -> str:

@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from expctl.core.render.jsondiff import changed_keys, leaves
+
 Record = Mapping[str, Any]
 
 CHECKED_AT_APPLY = "checked at apply"  # mirrors expctl.core.plan; repeated so a saved record needs no Plan
@@ -120,6 +122,23 @@ def _upstream_diff(before: Any, after: Any) -> str:
     return "hot-swap upstream " + ", ".join(diffs) if diffs else "hot-swap upstream"
 
 
+def _metadata_diff(before: Any, after: Any) -> str:
+    """`metadata: context_length 200000 -> 128000, opencode_settings.family (none) -> claude`: only the
+    keys that changed, so a reviewer does not compare two JSON blobs by eye."""
+    if not isinstance(after, Mapping):
+        return "metadata: removed (the gateway lists the model with its defaults)"
+    if not isinstance(before, Mapping):
+        return "metadata: set " + limited([f"{k} {value_text(v)}" for k, v in leaves(after).items()])
+    diffs = [f"{k} {value_text(old)} -> {value_text(new)}" for k, old, new in changed_keys(before, after)]
+    return "metadata: " + (limited(diffs) if diffs else "reformatted (same values)")
+
+
+def _update_field(change: Record) -> str:
+    if change["field"] == "metadata":
+        return _metadata_diff(change["before"], change["after"])
+    return f"{change['field']}: {value_text(change['before'])} -> {value_text(change['after'])}"
+
+
 def _variant_added(label: str, after: Any) -> str:
     if not isinstance(after, Mapping):
         return f"variant {label}"
@@ -145,8 +164,10 @@ def _create(after: Any) -> str:
     if not isinstance(after, Mapping):
         return "create experiment"
     archived = ", archived" if after.get("archived") else ""
+    metadata = after.get("metadata")
+    with_metadata = f"; {_metadata_diff(None, metadata)}" if isinstance(metadata, Mapping) else ""
     return (f"create experiment {value_text(after.get('display_name'))} on {value_text(after.get('public_model_id'))}"
-            f" (as {value_text(after.get('status'))}{archived})")
+            f" (as {value_text(after.get('status'))}{archived}){with_metadata}")
 
 
 def _label(change: Record) -> str:
@@ -155,7 +176,7 @@ def _label(change: Record) -> str:
 
 # What each kind of change reads as; built once (a plan creating 10,000 experiments has 35,000 changes).
 _DESCRIBE: dict[str, Callable[[Record], str]] = {
-    "update_field": lambda c: f"{c['field']}: {value_text(c['before'])} -> {value_text(c['after'])}",
+    "update_field": _update_field,
     "transition": lambda c: f"status: {value_text(c['before'])} -> {value_text(c['after'])}",
     "archive": lambda c: "archive",
     "unarchive": lambda c: "unarchive",
@@ -258,6 +279,12 @@ def membership_text(cache: Record) -> str:
     return f"{len(before)} -> {plural(len(after), 'public id')} ({'; '.join(parts)}){drift}"
 
 
+def profile_note(record: Record) -> str:
+    """` (gateway profile 2026-11)`; nothing for a record made before profiles existed."""
+    profile = record.get("gateway_profile")
+    return f" (gateway profile {clean(str(profile))})" if profile else ""
+
+
 def verdict(record: Record) -> str:
     total, irreversible, shifts, refused = counts(record)
     if total == 0:
@@ -357,7 +384,7 @@ def _attention_section(record: Record) -> list[str]:
 
 def render_text(record: Record, color: bool = False) -> str:
     """The plan for a terminal; ANSI colours only when `color` (the caller checks for a TTY)."""
-    head = f"expctl plan {short_id(record['plan_id'])}"
+    head = f"expctl plan {short_id(record['plan_id'])}{profile_note(record)}"
     summary = verdict(record)
     if color:
         head = f"{_BOLD}{head}{_RESET}"
