@@ -60,7 +60,9 @@ def _upstream(i: int, v: int, swapped: bool) -> dict[str, Any]:
     upstream: dict[str, Any] = {
         "internal_id": f"partner-{i:05d}-rc{v + 1}" + ("-swapped" if swapped else ""),
         "base_url": f"https://partner{i % 97}.example.com/v1",
-        "opencode_settings": {"ai_sdk_provider": PROVIDERS[(i + v) % len(PROVIDERS)]},
+        # A field of the 2026-11 upstream (the default gateway profile) in place of the 2026-05
+        # opencode_settings, so manifests keep about the same size.
+        "extra_headers": {"x-provider": PROVIDERS[(i + v) % len(PROVIDERS)]},
     }
     if i % 3 == 0:
         upstream["extra_body"] = {"temperature": 0.2, "reasoning": {"effort": "medium"}}

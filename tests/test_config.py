@@ -16,9 +16,15 @@ from expctl.cli.options import in_ci
 from expctl.core.errors import Problem
 from expctl.core.keyreview import host_matches
 
-from .manifest.helpers import BASE, edit, unmark, write
+from .manifest.helpers import BASE as BASE_ANY
+from .manifest.helpers import edit, unmark, write
 
 expctl.cli._register()
+
+# The shared manifest, valid under the default gateway profile (2026-11): no client settings in the
+# upstreams, where that gateway no longer reads them.
+BASE = "".join(line for line in BASE_ANY.splitlines(keepends=True)
+               if not line.lstrip().startswith(("opencode_settings:", "openclaw_settings:")))
 
 GOOD = """\
 # Extra roots for from_file, and where each secret may be sent.
@@ -111,6 +117,9 @@ def test_host_pins_as_the_planner_matches_them(tmp_path: Path, ref: str, host: s
     ("secrets.host_pins = { 'env:A' = [«'*.com'] }\n", "E505"),
     ("[secrets]\nfile_roots = [«\n", "E501"),
     ("[secrets]\nfile_roots = «nope\n", "E501"),
+    ("«gateway_profile = '2027-01'\n", "E503"),
+    ("«gateway_profile = 2026\n", "E503"),
+    ("[secrets]\n«gateway_profile = '2026-05'\n", "E502"),
 ])
 def test_each_problem_is_located(tmp_path: Path, text: str, code: str) -> None:
     source, where = at(text)
@@ -118,6 +127,15 @@ def test_each_problem_is_located(tmp_path: Path, text: str, code: str) -> None:
     assert [(p.code, p.location.path, p.location.line, p.location.col) for p in found] == [
         (code, "expctl.toml", *where)], found
     assert found[0].hint
+
+
+def test_gateway_profile_is_a_top_level_key(tmp_path: Path) -> None:
+    assert load(tmp_path, None).gateway_profile is None
+    assert load(tmp_path, "").gateway_profile is None
+    assert load(tmp_path, 'gateway_profile = "2026-05"\n' + GOOD).gateway_profile == "2026-05"
+    found = problems(tmp_path, 'gateway_profile = "2026-5"\n')
+    assert "unknown gateway profile '2026-5'" in found[0].message
+    assert found[0].hint == 'write one of "2026-05", "2026-11"'
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -215,7 +233,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
-    for name in ("EXPCTL_CONFIG", "DATABASE_URL", "REDIS_URL", "CI"):
+    for name in ("EXPCTL_CONFIG", "EXPCTL_GATEWAY_PROFILE", "DATABASE_URL", "REDIS_URL", "CI"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 

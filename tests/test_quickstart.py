@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -77,6 +78,8 @@ def test_quickstart_main_command_in_a_fresh_copy(work: Path) -> None:
     with local_instance(repo) as local, connect(local.database_url) as conn:
         rows = conn.execute(text("SELECT b.name, e.status FROM expctl_binding b JOIN model_experiment e "
                                  "ON e.id = b.experiment_id ORDER BY b.name")).all()
+        metadata: dict[str, Any] = dict(conn.execute(text(
+            "SELECT b.name, e.metadata FROM expctl_binding b JOIN model_experiment e ON e.id = b.experiment_id")).all())
         import redis
 
         with redis.Redis.from_url(local.redis_url) as client:
@@ -86,6 +89,9 @@ def test_quickstart_main_command_in_a_fresh_copy(work: Path) -> None:
         ("preview-baz-long-context", "active"), ("preview-foo-rc-bakeoff", "active"),
     ]
     assert membership == b'["preview/preview-baz","preview/preview-foo"]'
+    # The default gateway profile (2026-11) writes the example's metadata as the manifest gives it.
+    assert metadata["preview-foo-rc-bakeoff"]["context_length"] == 262144
+    assert metadata["preview-bar-routing"] is None
     assert not _processes_in(repo)
     assert (repo / ".expctl" / ".gitignore").read_text() == "*\n"
 

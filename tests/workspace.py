@@ -22,8 +22,8 @@ UPSTREAM_B = {"internal_id": "up-b", "base_url": "https://b.example.com/v1"}
 MEMBERSHIP_KEY = "ai-gateway.model-experiments:experimented-public-ids"
 
 
-def manifest(name: str, status: str = "draft", public_id: str = "preview/x", variants: list[dict[str, Any]] | None = None,
-             **extra: Any) -> dict[str, Any]:
+def manifest(name: str, status: str = "draft", public_id: str = "preview/x",
+             variants: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
     if variants is None:
         variants = [
             {"label": "control", "weight": 1, "upstream": dict(UPSTREAM_A), "api_key": {"from_env": "KEY_A"}},

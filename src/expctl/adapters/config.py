@@ -8,6 +8,7 @@ them). New sections are added as fields of `_ConfigFile` and `ProjectConfig`; th
 reporting need no change.
 
 ```toml
+gateway_profile = "2026-05"                        # optional: the gateway version (default 2026-11)
 [secrets]
 file_roots = ["/etc/expctl/secrets", "secrets"]   # more roots `from_file` may point below
 [secrets.host_pins]                                # optional: where a secret may be sent
@@ -34,6 +35,7 @@ from expctl.adapters.secret_policy import SecretPolicy
 from expctl.adapters.tomlpos import Key, key_positions, locate
 from expctl.core.codes import problem
 from expctl.core.errors import ConfigError, Location, Problem
+from expctl.core.profiles import PROFILES
 
 CONFIG_FILE_NAME = "expctl.toml"
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -64,6 +66,7 @@ class _Secrets(_Strict):
 
 
 class _ConfigFile(_Strict):
+    gateway_profile: str | None = None
     secrets: _Secrets = _Secrets()
 
 
@@ -78,6 +81,8 @@ class ProjectConfig:
     file_roots: tuple[Path, ...] = ()  # absolute (relative entries joined to the repository root)
     # `SecretRef.describe()` ("env:NAME", "file:PATH") -> host patterns, lower case.
     host_pins: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    # The top-level `gateway_profile` as written (checked against the known profiles); None = not set.
+    gateway_profile: str | None = None
 
     def secret_policy(self, repo_root: Path, env: Mapping[str, str]) -> SecretPolicy:
         """The secret-source policy: the built-in roots plus `file_roots`."""
@@ -214,6 +219,15 @@ def _pin_problems(pins: Any, where: _Where) -> list[Problem]:
     return problems
 
 
+def _profile_problems(value: Any, where: _Where) -> list[Problem]:
+    # A string that names no profile is a value problem the model cannot see; other types it reports.
+    if not isinstance(value, str) or value in PROFILES:
+        return []
+    known = ", ".join(f'"{name}"' for name in sorted(PROFILES))
+    return [where.problem("E503", ("gateway_profile",), f"unknown gateway profile {value[:40]!r}",
+                          f"write one of {known}")]
+
+
 def _config_path(repo_root: Path, explicit: Path | None) -> tuple[Path, str] | None:
     if explicit is not None:
         return (explicit if explicit.is_absolute() else repo_root / explicit), str(explicit)
@@ -246,10 +260,12 @@ def load_project_config(repo_root: Path, env: Mapping[str, str], explicit: Path 
     secrets: dict[str, Any] = section if isinstance(section, dict) else {}
     problems += _root_problems(secrets.get("file_roots"), SecretPolicy.build(repo_root, env), where)
     problems += _pin_problems(secrets.get("host_pins"), where)
+    problems += _profile_problems(data.get("gateway_profile"), where)
     if problems or model is None:
         raise ProjectConfigError(problems)
     return ProjectConfig(
         path=path,
         file_roots=tuple(repo_root / r for r in model.secrets.file_roots),
         host_pins=MappingProxyType({k: tuple(p.lower() for p in v) for k, v in model.secrets.host_pins.items()}),
+        gateway_profile=model.gateway_profile,
     )

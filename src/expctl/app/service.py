@@ -112,14 +112,17 @@ def _refuse_wrong_byok_key(checks: Mapping[tuple[str, str], KeyComparison], wron
 def _plan(settings: Settings, desired: Sequence[DesiredExperiment], state: ActualState, prune: bool) -> Plan:
     byok_key = settings.byok_key()
     checks = key_checks(desired, state, settings.resolver(), byok_key)
+    profile = settings.gateway_profile
     return build_plan(desired, state, checks, prune, byok_available=byok_key is not None,
-                      host_pins=settings.config.host_pins)
+                      host_pins=settings.config.host_pins, compare_metadata=profile.has_metadata,
+                      gateway_profile=profile.name)
 
 
 def make_plan(settings: Settings, prune: bool = False, desired: Sequence[DesiredExperiment] | None = None) -> Plan:
     """The plan for the manifests (`desired`, when the caller loaded them already) against the state."""
     if desired is None:
-        desired = load_desired(settings.manifest_dir, policy=settings.secret_policy())
+        desired = load_desired(settings.manifest_dir, policy=settings.secret_policy(),
+                               profile=settings.gateway_profile)
     membership, ok = settings.cache().read_membership()
     with read_only(settings.database_url) as conn:
         require_schema(conn)
@@ -156,7 +159,8 @@ def apply(
 ) -> ApplyOutcome:
     """Locks, re-reads, re-plans, checks a saved plan for staleness, applies, commits, refreshes Redis."""
     if desired is None:
-        desired = load_desired(settings.manifest_dir, policy=settings.secret_policy())
+        desired = load_desired(settings.manifest_dir, policy=settings.secret_policy(),
+                               profile=settings.gateway_profile)
     try:
         plan = _apply_locked(settings, desired, prune, confirm, saved, command)
     except PlanRefused as refused:

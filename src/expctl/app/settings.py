@@ -1,5 +1,6 @@
 """What one command runs against: the manifest directory, PostgreSQL, the Redis targets, the
-environment that holds the secrets, and the project configuration (`expctl.toml`).
+environment that holds the secrets, the project configuration (`expctl.toml`) and the gateway
+profile (docs/design.md#gateway-profiles).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from expctl.adapters.cache import DEFAULT_PREFIX, Cache
 from expctl.adapters.config import ProjectConfig
 from expctl.adapters.secret_policy import SecretPolicy
 from expctl.adapters.secrets import DefaultResolver, SecretResolver
+from expctl.core.profiles import GatewayProfile, gateway_profile
 
 DEFAULT_REDIS_PREFIX = DEFAULT_PREFIX
 
@@ -30,6 +32,8 @@ class Settings:
     lock_timeout_s: float = 60.0
     # expctl.toml as loaded by the command line (`ProjectConfig()` when there is none).
     config: ProjectConfig = field(default_factory=ProjectConfig)
+    # Which gateway version the manifests, the plan and Redis follow (flag > env > expctl.toml > default).
+    gateway_profile: GatewayProfile = field(default_factory=lambda: gateway_profile(None))
 
     def secret_policy(self) -> SecretPolicy:
         """Where secret references may point: for `load_desired(..., policy=...)` and the resolver."""
@@ -42,4 +46,4 @@ class Settings:
         return crypto.load_byok_key(self.env)
 
     def cache(self) -> Cache:
-        return Cache(self.redis_urls, self.redis_prefix)
+        return Cache(self.redis_urls, self.redis_prefix, per_id_keys=self.gateway_profile.per_id_keys)

@@ -193,7 +193,8 @@ def from_manifests(desired: Sequence[DesiredExperiment], state: ActualState, req
 
 
 def simulate(settings: Settings, request: Request, use_manifests: bool) -> Simulation:
-    desired = load_desired(settings.manifest_dir, policy=settings.secret_policy()) if use_manifests else ()
+    desired = (load_desired(settings.manifest_dir, policy=settings.secret_policy(), profile=settings.gateway_profile)
+               if use_manifests else ())
     with read_only(settings.database_url) as conn:
         state = read_state(conn)
     return from_manifests(desired, state, request) if use_manifests else from_database(state, request)

@@ -31,8 +31,9 @@ def cache_group() -> None:
 def cache_check_command(**conn: Any) -> int:
     """Report drift between Redis and PostgreSQL (exit 2 on drift, including a corrupt value).
 
-    Drift is a membership key that is missing, corrupt or not exactly the sorted routed ids, and a
-    per-id routing key of a routed id whose value is not JSON, or not a JSON object, array or null.
+    Drift is a membership key that is missing, corrupt or not exactly the sorted routed ids, and,
+    under gateway profile 2026-05 (the only gateway that reads them), a per-id routing key of a
+    routed id whose value is not JSON, or not a JSON object, array or null.
 
     \b
     Example:
@@ -52,7 +53,8 @@ def cache_check_command(**conn: Any) -> int:
 @cache_group.command("refresh")
 @connection_options
 def cache_refresh_command(**conn: Any) -> int:
-    """Rewrite the membership key from PostgreSQL and drop the per-id routing key of every routed id.
+    """Rewrite the membership key from PostgreSQL (and, under gateway profile 2026-05, drop the per-id
+    routing key of every routed id).
 
     \b
     Example:

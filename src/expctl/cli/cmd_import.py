@@ -74,7 +74,7 @@ def import_command(public_ids: tuple[str, ...], out_dir: Path, force: bool, **co
     \b
     Examples:
       expctl import                                   # every unmanaged experiment
-      expctl import --public-model-id kilo/preview-foo
+      expctl import --public-model-id preview/preview-foo
       expctl import --out-dir experiments.d --force && expctl plan
     """
     with open_settings(None, **conn) as settings:

@@ -35,7 +35,8 @@ def _write_atomic(path: Path, content: str) -> None:
 
 
 def _load(settings: Settings) -> tuple[DesiredExperiment, ...]:
-    return load_desired(settings.manifest_dir, policy=settings.secret_policy())
+    return load_desired(settings.manifest_dir, policy=settings.secret_policy(),
+                        profile=settings.gateway_profile)
 
 
 def _make_plan(settings: Settings, prune: bool) -> Plan:

@@ -49,10 +49,10 @@ def simulate_command(public_model_id: str, *, subject: Subject | None, sample: i
 
     \b
     Examples:
-      expctl simulate kilo/preview-foo --subject user:42
-      expctl simulate kilo/preview-foo --subject ip:2001:db8::1 --format json
-      expctl simulate kilo/preview-foo --subject machine:m-7 --sample 10000
-      expctl simulate kilo/preview-foo --sample 5000 --from-manifests --dir experiments.d
+      expctl simulate preview/preview-foo --subject user:42
+      expctl simulate preview/preview-foo --subject ip:2001:db8::1 --format json
+      expctl simulate preview/preview-foo --subject machine:m-7 --sample 10000
+      expctl simulate preview/preview-foo --sample 5000 --from-manifests --dir experiments.d
     """
     if subject is None and sample is None:
         raise click.UsageError("give --subject KIND:VALUE, --sample N, or both")

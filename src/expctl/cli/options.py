@@ -3,7 +3,9 @@
 With no database URL, expctl runs on the embedded local PostgreSQL and Redis (docs/design.md#commands), except
 under CI (`CI` set to anything but empty, 0, false or no), where a missing DATABASE_URL is an
 error unless --local is given. The project configuration (`expctl.toml`, `--config`) is read
-before anything starts, so a bad one fails the command early.
+before anything starts, so a bad one fails the command early. The gateway profile comes from
+`--gateway-profile`, else `EXPCTL_GATEWAY_PROFILE`, else `gateway_profile` in expctl.toml, else
+the default (docs/design.md#gateway-profiles).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import click
 from expctl.adapters.config import ProjectConfig, load_project_config
 from expctl.app.settings import DEFAULT_REDIS_PREFIX, Settings
 from expctl.core.errors import ConfigError
+from expctl.core.profiles import DEFAULT_PROFILE, PROFILES, GatewayProfile, gateway_profile
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +57,22 @@ def load_config(config_path: Path | None, env: Mapping[str, str]) -> ProjectConf
     return load_project_config(Path.cwd(), env, config_path)
 
 
+def profile_option(func: F) -> F:
+    # click checks the flag and the variable against the known names, so a typo is a usage error
+    # (exit 1) naming --gateway-profile; the configuration's value is checked when it is read.
+    return click.option(
+        "--gateway-profile", "gateway_profile_name", type=click.Choice(sorted(PROFILES)),
+        envvar="EXPCTL_GATEWAY_PROFILE", default=None,
+        help=f"Gateway version to follow (env EXPCTL_GATEWAY_PROFILE; else gateway_profile in expctl.toml; "
+             f"default {DEFAULT_PROFILE}).",
+    )(func)
+
+
+def resolve_profile(flag_or_env: str | None, config: ProjectConfig) -> GatewayProfile:
+    """The flag (or its variable, which click reads for it), else expctl.toml, else the default."""
+    return gateway_profile(flag_or_env or config.gateway_profile)
+
+
 def dir_option(func: F) -> F:
     return click.option(
         "--dir", "manifest_dir", type=click.Path(path_type=Path), default=DEFAULT_DIR, envvar="EXPCTL_DIR",
@@ -75,20 +94,22 @@ def connection_options(func: F) -> F:
     ]
     for option in reversed(options):
         func = option(func)
-    return config_option(func)
+    return config_option(profile_option(func))
 
 
 @contextmanager
 def open_settings(
     manifest_dir: Path | None, database_url: str | None, redis_urls: tuple[str, ...], redis_prefix: str,
     use_local: bool, lock_timeout_s: float = 60.0, config_path: Path | None = None,
+    gateway_profile_name: str | None = None,
 ) -> Iterator[Settings]:
     """Settings for one command; starts (and finally stops) the local instance when it is used."""
     env = dict(os.environ)
     config = load_config(config_path, env)
+    profile = resolve_profile(gateway_profile_name, config)
     if database_url and not use_local:
         yield Settings(manifest_dir or Path(DEFAULT_DIR), database_url, redis_urls, redis_prefix, env,
-                       lock_timeout_s=lock_timeout_s, config=config)
+                       lock_timeout_s=lock_timeout_s, config=config, gateway_profile=profile)
         return
     if in_ci(env) and not use_local:
         raise ConfigError(f"DATABASE_URL is not set and CI={env['CI']!r}: set DATABASE_URL, or pass --local to "
@@ -100,4 +121,4 @@ def open_settings(
                    "(no DATABASE_URL given; stopped when this command ends)", err=True)
         env.setdefault("BYOK_ENCRYPTION_KEY", local.byok_key)
         yield Settings(manifest_dir or Path(DEFAULT_DIR), local.database_url, redis_urls or (local.redis_url,),
-                       redis_prefix, env, lock_timeout_s=lock_timeout_s, config=config)
+                       redis_prefix, env, lock_timeout_s=lock_timeout_s, config=config, gateway_profile=profile)
