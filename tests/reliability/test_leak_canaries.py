@@ -421,3 +421,28 @@ def test_proc_style_references_never_carry_the_byok_key_or_the_db_password_out(
         assert leaks(result.out + result.err) == [], result.err
     assert exact_dump(ws.db_url) == before
     assert not redis_everything(ws.redis_url)
+
+
+@pytest.mark.parametrize("upstream_extra", [
+    {"extra_headers": {"x-team": CANARY_ENV}},
+    {"extra_headers": {"Authorization": f"Bearer {CANARY_FILE}"}},
+    {"extra_headers": {"X-Api-Key": CANARY_ROTATED}},
+    {"compression": {"enabled": True, "model_alias": "small", "api_key": CANARY_IMPORTED}},
+], ids=["header-value", "authorization", "x-api-key", "compression-api-key"])
+def test_credentials_in_extra_headers_or_compression_never_leave(ws: Workspace, upstream_extra: dict[str, Any]) -> None:
+    """The 2026-11 upstream has free-form headers and a compression block: a credential put there is
+    refused at validate time, named by its place, never echoed, and nothing is written."""
+    upstream = {"internal_id": "u", "base_url": "https://partner.example.com/v1", **upstream_extra}
+    ws.write(manifest("exp", "active", variants=[
+        {"label": "only", "weight": 1, "upstream": upstream, "api_key": {"from_env": "KEY_A"}}]))
+    before = exact_dump(ws.db_url)
+    ws.capsys.readouterr()
+    validated = Result(run(["validate"]), *ws.capsys.readouterr())
+    outputs = [validated] + [debug_run(ws, *args) for args in (
+        ("plan",), ("plan", "--format", "json"), ("plan", "--format", "github"), ("reconcile", "--auto-approve"))]
+    assert all(result.code == 1 for result in outputs), [(r.code, r.err) for r in outputs]
+    assert any(code in validated.out + validated.err for code in ("E303", "E307", "E308"))
+    for result in outputs:
+        assert leaks(result.out + result.err) == [], result.out + result.err
+    assert exact_dump(ws.db_url) == before
+    assert not redis_everything(ws.redis_url)
