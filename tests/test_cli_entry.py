@@ -64,3 +64,13 @@ def test_every_command_is_listed_with_its_module() -> None:
         importlib.import_module(f"expctl.cli.{module}").register(group)
     assert sorted(group.commands) == sorted(COMMAND_MODULES)
     assert all(cli.get_command(click.Context(cli), name) is not None for name in COMMAND_MODULES)
+
+
+def test_the_version_is_defined_once() -> None:
+    """The package metadata takes its version from `expctl.__version__` (pyproject: dynamic)."""
+    import importlib.metadata
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
+    assert importlib.metadata.version("expctl") == __version__
