@@ -107,7 +107,7 @@ def test_host_pins_as_the_planner_matches_them(tmp_path: Path, ref: str, host: s
     ("[secrets]\nfile_roots = [«'/']\n", "E504"),
     ("[secrets]\nfile_roots = [«'.']\n", "E504"),
     ("[secrets]\nfile_roots = [«'.expctl']\n", "E504"),
-    ("[secrets]\nfile_roots = [«'../shared']\n", "E504"),
+    ("[secrets]\nfile_roots = [«'../elsewhere']\n", "E504"),
     ("[secrets]\nfile_roots = [«'']\n", "E504"),
     ("[secrets]\nfile_roots = [«'/home/u']\n", "E504"),
     ("[secrets.host_pins]\n«'PARTNER' = ['a.example.com']\n", "E505"),

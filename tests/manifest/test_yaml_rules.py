@@ -159,8 +159,8 @@ def test_symlinked_directory_out_of_the_directory_is_refused(tmp_path: Path) -> 
 
 
 def test_symlink_inside_the_directory_is_read(tmp_path: Path) -> None:
-    directory = write(tmp_path / "experiments.d", {"shared/base.txt": BASE})
-    (directory / "link.yaml").symlink_to(Path("shared") / "base.txt")
+    directory = write(tmp_path / "experiments.d", {"common/base.txt": BASE})
+    (directory / "link.yaml").symlink_to(Path("common") / "base.txt")
     result = load_files(directory, {})
     assert_clean(result)
     assert result.files == (str(directory / "link.yaml"),)
