@@ -6,7 +6,6 @@ import os
 
 import pytest
 
-from expctl.adapters.manifest.load import load_desired
 from expctl.adapters.store.db import connect, init_schema
 from expctl.app.service import make_plan
 from expctl.app.settings import Settings
@@ -31,9 +30,7 @@ def test_golden_plan(name: str, db_url: str) -> None:
     manifests.mkdir(exist_ok=True)
     profile = gateway_profile(case.get("profile"))
     settings = Settings(manifests, db_url, env=env, base_dir=case_dir, gateway_profile=profile)
-    # Loaded here with the case's profile (make_plan's own loading is the command line's concern).
-    desired = load_desired(manifests, policy=settings.secret_policy(), profile=profile)
-    plan = make_plan(settings, prune=bool(case.get("prune", False)), desired=desired)
+    plan = make_plan(settings, prune=bool(case.get("prune", False)))
     record = plan.to_record()
     got = summarise(record)
     expected_path = case_dir / "expected.txt"

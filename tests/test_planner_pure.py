@@ -66,8 +66,7 @@ def test_pure_planner_agrees_with_golden(name: str, monkeypatch: pytest.MonkeyPa
                 checks[(desired.name, variant.label)] = KeyComparison(
                     "same" if stored == secret else "changed", wanted, fingerprint(stored))
     plan = build_plan(loaded.experiments, state, checks, prune=bool(case.get("prune", False)),
-                      byok_available=bool(case.get("byok", True)), compare_metadata=profile.has_metadata,
-                      gateway_profile=profile.name)
+                      byok_available=bool(case.get("byok", True)), profile=profile)
     got = summarise(plan.to_record()).replace(str(Path("manifests")) + "/", "")
     assert got == (case_dir / "expected.txt").read_text()
 

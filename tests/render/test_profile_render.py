@@ -8,6 +8,7 @@ from typing import Any
 import jsonschema
 
 from expctl.core.planner import build_plan
+from expctl.core.profiles import PROFILES
 from expctl.core.render.github_plan import render_github
 from expctl.core.render.json_plan import load_plan_schema
 from expctl.core.render.jsondiff import changed_keys, leaves
@@ -49,7 +50,7 @@ def test_metadata_set_removed_and_refused_wording() -> None:
 
 
 def test_metadata_is_never_compared_without_the_profile_column() -> None:
-    record = _metadata_record(OLD, None, compare_metadata=False, gateway_profile="2026-05")
+    record = _metadata_record(OLD, None, profile=PROFILES["2026-05"])
     assert record["experiments"][0]["changes"] == []
     assert record["gateway_profile"] == "2026-05"
 
@@ -67,7 +68,7 @@ def test_a_new_experiment_carries_its_metadata_only_when_set() -> None:
 
 def test_the_profile_is_in_every_head_and_in_the_plan_id() -> None:
     new = _metadata_record(OLD, OLD)
-    old = _metadata_record(OLD, OLD, compare_metadata=False, gateway_profile="2026-05")
+    old = _metadata_record(OLD, OLD, profile=PROFILES["2026-05"])
     assert new["plan_id"] != old["plan_id"]
     assert render_text(new).splitlines()[0].endswith(" (gateway profile 2026-11)")
     assert "(gateway profile 2026-05)" in render_markdown(old)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from expctl.adapters import crypto
-from expctl.adapters.manifest.load import load_desired
 from expctl.adapters.secrets import SecretResolver
 from expctl.adapters.store import audit
 from expctl.adapters.store.applier import ApplyContext, changed_public_ids, execute
@@ -112,17 +111,13 @@ def _refuse_wrong_byok_key(checks: Mapping[tuple[str, str], KeyComparison], wron
 def _plan(settings: Settings, desired: Sequence[DesiredExperiment], state: ActualState, prune: bool) -> Plan:
     byok_key = settings.byok_key()
     checks = key_checks(desired, state, settings.resolver(), byok_key)
-    profile = settings.gateway_profile
     return build_plan(desired, state, checks, prune, byok_available=byok_key is not None,
-                      host_pins=settings.config.host_pins, compare_metadata=profile.has_metadata,
-                      gateway_profile=profile.name)
+                      host_pins=settings.config.host_pins, profile=settings.gateway_profile)
 
 
-def make_plan(settings: Settings, prune: bool = False, desired: Sequence[DesiredExperiment] | None = None) -> Plan:
-    """The plan for the manifests (`desired`, when the caller loaded them already) against the state."""
-    if desired is None:
-        desired = load_desired(settings.manifest_dir, policy=settings.secret_policy(),
-                               profile=settings.gateway_profile)
+def make_plan(settings: Settings, prune: bool = False) -> Plan:
+    """The plan for the manifests against the state (a READ ONLY transaction)."""
+    desired = settings.load_manifests()
     membership, ok = settings.cache().read_membership()
     with read_only(settings.database_url) as conn:
         require_schema(conn)
@@ -155,12 +150,10 @@ Confirm = Callable[[Plan], bool]
 
 def apply(
     settings: Settings, *, prune: bool, confirm: Confirm, saved: Mapping[str, object] | None = None,
-    command: str = "apply", desired: Sequence[DesiredExperiment] | None = None,
+    command: str = "apply",
 ) -> ApplyOutcome:
     """Locks, re-reads, re-plans, checks a saved plan for staleness, applies, commits, refreshes Redis."""
-    if desired is None:
-        desired = load_desired(settings.manifest_dir, policy=settings.secret_policy(),
-                               profile=settings.gateway_profile)
+    desired = settings.load_manifests()
     try:
         plan = _apply_locked(settings, desired, prune, confirm, saved, command)
     except PlanRefused as refused:

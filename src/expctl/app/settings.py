@@ -13,9 +13,11 @@ from pathlib import Path
 from expctl.adapters import crypto
 from expctl.adapters.cache import DEFAULT_PREFIX, Cache
 from expctl.adapters.config import ProjectConfig
+from expctl.adapters.manifest.load import load_desired
 from expctl.adapters.secret_policy import SecretPolicy
 from expctl.adapters.secrets import DefaultResolver, SecretResolver
 from expctl.core.profiles import GatewayProfile, gateway_profile
+from expctl.core.state import DesiredExperiment
 
 DEFAULT_REDIS_PREFIX = DEFAULT_PREFIX
 
@@ -36,8 +38,12 @@ class Settings:
     gateway_profile: GatewayProfile = field(default_factory=lambda: gateway_profile(None))
 
     def secret_policy(self) -> SecretPolicy:
-        """Where secret references may point: for `load_desired(..., policy=...)` and the resolver."""
+        """Where secret references may point: for the manifest loader and the resolver."""
         return self.config.secret_policy(self.base_dir, self.env)
+
+    def load_manifests(self) -> tuple[DesiredExperiment, ...]:
+        """The validated manifests under this run's policy and profile (ManifestError lists every problem)."""
+        return load_desired(self.manifest_dir, policy=self.secret_policy(), profile=self.gateway_profile)
 
     def resolver(self) -> SecretResolver:
         return DefaultResolver(self.env, self.base_dir, self.secret_policy())

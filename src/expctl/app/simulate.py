@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from expctl.adapters.manifest.load import load_desired
 from expctl.adapters.store.db import read_only
 from expctl.adapters.store.reader import read_state
 from expctl.app.settings import Settings
@@ -193,7 +192,7 @@ def from_manifests(desired: Sequence[DesiredExperiment], state: ActualState, req
 
 
 def simulate(settings: Settings, request: Request, use_manifests: bool) -> Simulation:
-    desired = (load_desired(settings.manifest_dir, policy=settings.secret_policy(), profile=settings.gateway_profile)
+    desired = (settings.load_manifests()
                if use_manifests else ())
     with read_only(settings.database_url) as conn:
         state = read_state(conn)

@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from expctl.adapters.manifest.load import load_desired
 from expctl.app import service
 from expctl.app.settings import Settings
 from expctl.cli.options import connection_options, dir_option, open_settings
@@ -19,7 +18,6 @@ from expctl.core.render.github_plan import render_github
 from expctl.core.render.plan_renderers import PLAN_RENDERERS
 from expctl.core.render.text import deferred_key_checks
 from expctl.core.saved_plan import MAX_PLAN_BYTES, read_saved_plan
-from expctl.core.state import DesiredExperiment
 
 PLAN_FORMATS = ("text", "markdown", "json", "github")
 
@@ -34,14 +32,8 @@ def _write_atomic(path: Path, content: str) -> None:
     tmp.replace(path)
 
 
-def _load(settings: Settings) -> tuple[DesiredExperiment, ...]:
-    return load_desired(settings.manifest_dir, policy=settings.secret_policy(),
-                        profile=settings.gateway_profile)
-
-
 def _make_plan(settings: Settings, prune: bool) -> Plan:
-    desired = _load(settings)
-    return service.make_plan(settings, prune=prune, desired=desired)
+    return service.make_plan(settings, prune=prune)
 
 
 def _render(plan: Plan, fmt: str) -> str:
@@ -133,10 +125,9 @@ def _check_cache_targets(settings: Settings, skip_cache: bool) -> Settings:
 
 def _run_apply(settings: Settings, prune: bool, auto_approve: bool, saved: dict[str, Any] | None,
                command: str) -> int:
-    desired = _load(settings)
     try:
         outcome = service.apply(settings, prune=prune, confirm=_PlanPrinter(auto_approve).confirm, saved=saved,
-                                command=command, desired=desired)
+                                command=command)
     except service.PlanRefused as refused:
         click.echo(_render(refused.plan, "text"), nl=False)
         raise

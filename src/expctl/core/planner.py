@@ -29,7 +29,7 @@ from expctl.core.plan import (
     Plan,
     UnmanagedExperiment,
 )
-from expctl.core.profiles import DEFAULT_PROFILE
+from expctl.core.profiles import DEFAULT_PROFILE, PROFILES, GatewayProfile
 from expctl.core.state import (
     ROUTED_STATUSES,
     ActualExperiment,
@@ -197,7 +197,7 @@ def _rotation(desired: DesiredExperiment, variant: DesiredVariant, status: str, 
         change = rotate(before=None, after=check.desired_fingerprint)
         return change if not change.allowed else _with(change, reason="the stored key cannot be decrypted")
     pending = rotate(before=None, after=_key_after(check, variant))
-    return pending if not pending.allowed else replace(pending, reason=CHECKED_AT_APPLY)
+    return pending if not pending.allowed else _with(pending, reason=CHECKED_AT_APPLY)
 
 
 def _variant_changes(desired: DesiredExperiment, actual: ActualExperiment, status: str, ctx: _Context) -> list[Change]:
@@ -284,13 +284,12 @@ def _final_public_id(desired: DesiredExperiment | None, actual: ActualExperiment
 def build_plan(
     desired: Sequence[DesiredExperiment], actual: ActualState, key_checks: KeyChecks, prune: bool = False,
     *, byok_available: bool = True, host_pins: keyreview.HostPins | None = None,
-    compare_metadata: bool = True, gateway_profile: str = DEFAULT_PROFILE,
+    profile: GatewayProfile = PROFILES[DEFAULT_PROFILE],
 ) -> Plan:
     """The plan; `byok_available` words unavailable secrets (apply would fail vs. checked at apply),
     `host_pins` (secret reference -> allowed hosts) refuses changes sending a key elsewhere,
-    `compare_metadata` (the profile's `has_metadata`) plans `metadata`, `gateway_profile` names the
-    profile in the record."""
-    ctx = _Context(key_checks, prune, byok_available, compare_metadata, host_pins or {})
+    `profile` says whether `metadata` is planned and is named in the record."""
+    ctx = _Context(key_checks, prune, byok_available, profile.has_metadata, host_pins or {})
     desired_by_name = {d.name: d for d in desired}
     bound = actual.by_managed_name()
     drafts: list[tuple[str, DesiredExperiment | None, ActualExperiment | None, list[Change], tuple[str, ...]]] = []
@@ -309,7 +308,7 @@ def build_plan(
     experiments = tuple(_finish(name, d, a, changes, notes, routed) for name, d, a, changes, notes in drafts)
     unavailable = [keyreview.unavailable(d, v, byok_available) for d in desired if d.status != "completed"
                    for v in d.variants if ctx.check(d, v).desired_fingerprint is None]
-    return replace(_assemble(experiments, desired, actual, routed), prune=prune, gateway_profile=gateway_profile,
+    return replace(_assemble(experiments, desired, actual, routed), prune=prune, gateway_profile=profile.name,
                    attention=keyreview.ordered(unavailable + ctx.attention))
 
 
