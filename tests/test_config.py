@@ -230,14 +230,6 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for name in ("EXPCTL_CONFIG", "EXPCTL_GATEWAY_PROFILE", "DATABASE_URL", "REDIS_URL", "CI"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
-
-
 def test_validate_uses_the_configured_roots(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source, where = unmark(edit(BASE, "{from_env: PARTNER_RC1_KEY}", "«{from_file: /etc/expctl/secrets/partner}"))
     write(repo / "experiments.d", {"m.yaml": source})

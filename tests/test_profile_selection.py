@@ -30,14 +30,6 @@ def _probe(**conn: Any) -> None:
         click.echo(settings.gateway_profile.name)
 
 
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for name in ("EXPCTL_CONFIG", "EXPCTL_GATEWAY_PROFILE", "DATABASE_URL", "REDIS_URL", "CI"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
-
-
 def _chosen(flag: str | None, env: str | None, toml: str | None, repo: Path) -> str:
     if toml is not None:
         (repo / "expctl.toml").write_text(f'gateway_profile = "{toml}"\n')

@@ -17,6 +17,7 @@ from typing import Any
 
 from expctl.core.errors import PlanFileError, StalePlanError
 from expctl.core.plan import CHECKED_AT_APPLY, FORMAT_VERSION, Plan, plan_digest
+from expctl.core.render.text import deferred_key_checks
 
 MAX_PLAN_BYTES = 256 * 1024 * 1024  # a 10,000-experiment plan is about 30 MB
 MAX_PLAN_DEPTH = 128  # a plan nests its manifests' JSON (at most 64 levels) about ten levels deep
@@ -93,17 +94,12 @@ def _first_difference(saved: Mapping[str, Any], fresh: Mapping[str, Any]) -> str
                 f"{fresh['gateway_profile']} (--gateway-profile, EXPCTL_GATEWAY_PROFILE or expctl.toml)")
     if saved["options"] != fresh["options"]:
         return "it was made with other options"
-    deferred = _deferred_key_checks(saved)
+    deferred = deferred_key_checks(saved)
     if deferred:
         return (f"it deferred {deferred} api key comparison(s) ('{CHECKED_AT_APPLY}') that this run resolved; a "
                 "saved plan must be made where BYOK_ENCRYPTION_KEY and the secrets are available (or use "
                 "`expctl reconcile`, which shows the plan it applies)")
     return _changed_experiment(saved, fresh) or _other_difference(saved, fresh)
-
-
-def _deferred_key_checks(record: Mapping[str, Any]) -> int:
-    return sum(1 for e in record["experiments"] for c in e.get("changes", ())
-               if isinstance(c, dict) and c.get("kind") == "rotate_key" and c.get("reason") == CHECKED_AT_APPLY)
 
 
 def _changed_experiment(saved: Mapping[str, Any], fresh: Mapping[str, Any]) -> str | None:
