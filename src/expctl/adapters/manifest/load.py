@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -21,7 +21,7 @@ from expctl.adapters.manifest.profile_rules import profile_problems
 from expctl.adapters.manifest.pydantic_problems import problems_from_validation
 from expctl.adapters.manifest.reachability import reachability_problems
 from expctl.adapters.manifest.subjects import rule_subject
-from expctl.adapters.manifest.yamlread import Document, parse_documents
+from expctl.adapters.manifest.yamlread import Document, parse_documents, walk
 from expctl.adapters.secret_policy import SecretPolicy, is_reserved_env
 from expctl.core.codes import problem
 from expctl.core.errors import Location, ManifestError, Problem
@@ -323,24 +323,11 @@ def _reference_policy(value: dict[str, Any], location: Location, policy: SecretP
     return []
 
 
-def _walk_strings(value: Any, path: tuple[str | int, ...]) -> Iterable[tuple[tuple[str | int, ...], str, bool]]:
-    """Every string in `value` with its path, and whether it is a mapping key."""
-    stack: list[tuple[tuple[str | int, ...], Any]] = [(path, value)]
-    while stack:
-        here, item = stack.pop()
-        if isinstance(item, str):
-            yield here, item, False
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                yield (*here, key), str(key), True
-                stack.append(((*here, key), child))
-        elif isinstance(item, list):
-            stack.extend(((*here, i), child) for i, child in enumerate(item))
-
-
 def scan_strings(doc: Document) -> list[Problem]:
     problems = []
-    for path, text, is_key in _walk_strings(doc.data, ()):
+    for path, text, is_key in walk(doc.data):
+        if not isinstance(text, str):
+            continue
         if len(path) == 3 and path[2] == "api_key" and not is_key:
             continue  # a literal key is reported by check_api_keys with a better message
         if "\x00" in text:  # PostgreSQL refuses NUL in text and jsonb; say so here, with a location

@@ -51,7 +51,9 @@ def _reserved_prefix(doc: Document, profile: GatewayProfile) -> list[Problem]:
     return []
 
 
-def _upstreams(doc: Document) -> list[tuple[Path, dict[Any, Any]]]:
+def upstreams(doc: Document) -> list[tuple[Path, dict[Any, Any]]]:
+    """Each variant's upstream mapping with its path (variants or upstreams of the wrong type are
+    the schema's problem)."""
     variants = doc.data.get("variants")
     found: list[tuple[Path, dict[Any, Any]]] = []
     for index, variant in enumerate(variants if isinstance(variants, list) else []):
@@ -64,7 +66,7 @@ def _upstreams(doc: Document) -> list[tuple[Path, dict[Any, Any]]]:
 def _upstream_credentials(doc: Document) -> list[Problem]:
     """Credential headers in `extra_headers` (E307) and `compression.api_key` (E308)."""
     problems = []
-    for path, upstream in _upstreams(doc):
+    for path, upstream in upstreams(doc):
         headers = upstream.get("extra_headers")
         for name in headers if isinstance(headers, dict) else {}:
             if isinstance(name, str) and name.strip().lower() in CREDENTIAL_HEADERS:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from expctl.adapters.manifest.yamlread import Document
+from expctl.adapters.manifest.profile_rules import upstreams
+from expctl.adapters.manifest.yamlread import Document, walk
 from expctl.core.codes import problem
 from expctl.core.errors import Problem
 from expctl.core.manifest.rules import shown
@@ -35,12 +36,8 @@ def reachability_problems(doc: Document, metadata: bool = True) -> list[Problem]
             f"public_model_id {shown(public_id)} has upper-case letters: the gateway lower-cases the "
             "requested model id, so no client could reach this experiment",
             f"write it in lower case: {shown(public_id.lower())}"))
-    variants = data.get("variants")
     read_by_gateway: list[tuple[Path, Any]] = [(("metadata",), data.get("metadata"))] if metadata else []
-    for index, variant in enumerate(variants if isinstance(variants, list) else []):
-        if isinstance(variant, dict):
-            read_by_gateway.append((("variants", index, "upstream"), variant.get("upstream")))
-    for start, value in read_by_gateway:
+    for start, value in read_by_gateway + upstreams(doc):
         problems += [
             problem("E211", doc.location_of(path), f"{number} is beyond ±{MAX_SAFE_INTEGER}: the gateway "
                     "reads this JSON in JavaScript and would get a rounded number")
@@ -49,12 +46,6 @@ def reachability_problems(doc: Document, metadata: bool = True) -> list[Problem]
 
 
 def _unsafe_integers(value: Any, path: Path) -> Iterator[tuple[Path, int]]:
-    stack: list[tuple[Path, Any]] = [(path, value)]
-    while stack:
-        here, item = stack.pop()
-        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_SAFE_INTEGER:
+    for here, item, is_key in walk(value, path):
+        if not is_key and isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_SAFE_INTEGER:
             yield here, item
-        elif isinstance(item, dict):
-            stack.extend(((*here, key), child) for key, child in item.items())
-        elif isinstance(item, list):
-            stack.extend(((*here, i), child) for i, child in enumerate(item))

@@ -15,6 +15,7 @@ problem in the file is the one reported.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,3 +233,18 @@ def parse_documents(path: str, text: str) -> tuple[list[Document], list[Problem]
     finally:
         loader.dispose()
     return [d for d in documents if d.data is not None], reader.problems
+
+
+def walk(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], Any, bool]]:
+    """Every node of loaded data with its path, and every mapping key (as text, flagged True), so
+    rules can look at values and keys without each writing the same traversal."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [(path, value)]
+    while stack:
+        here, item = stack.pop()
+        yield here, item, False
+        if isinstance(item, dict):
+            for key, child in item.items():
+                yield (*here, key), str(key), True
+                stack.append(((*here, key), child))
+        elif isinstance(item, list):
+            stack.extend(((*here, i), child) for i, child in enumerate(item))
