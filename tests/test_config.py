@@ -148,7 +148,7 @@ colour = "red"
 "nope" = ["a.example.com"]
 "env:B" = "b.example.com"
 
-[environments]
+[deploy]
 """
     found = problems(tmp_path, text)
     assert [(p.code, p.location.line) for p in found] == [

@@ -14,7 +14,6 @@ from sqlalchemy import text
 from expctl.adapters import crypto
 from expctl.adapters.manifest.load import load_directory
 from expctl.adapters.store.db import connect
-from expctl.app import importer
 from expctl.app.import_names import env_var_name, slugify, unique
 from expctl.cli import run
 from expctl.core.manifest.model import SCHEMA_URL_COMMENT
@@ -91,14 +90,15 @@ def plan_json(capsys: pytest.CaptureFixture[str], out_dir: Path, db_url: str, re
     return code, json.loads(out)
 
 
-def test_import_all_then_plan_shows_only_checked_at_apply_then_nothing(
+def test_import_writes_adopting_manifests_and_the_adoption_is_planned_then_applied(
     db: str, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     foo_id, bar_id = insert(db, FOO), insert(db, BAR)
     out_dir = tmp_path / "experiments.d"
     code, out, err = expctl(capsys, "import", "--out-dir", str(out_dir), "--database-url", db)
     assert code == 0, err
-    assert bindings(db) == {"preview-foo-rc-bake-off": foo_id, "preview-bar": bar_id}
+    assert bindings(db) == {}  # import never writes to the database
+    assert "Nothing was written to the database" in out
     text_ = (out_dir / "preview-foo-rc-bake-off.yaml").read_text()
     assert text_.splitlines()[0] == SCHEMA_URL_COMMENT
     assert "EXPCTL_KEY_PREVIEW_FOO_RC_BAKE_OFF_CONTROL" in out
@@ -109,24 +109,30 @@ def test_import_all_then_plan_shows_only_checked_at_apply_then_nothing(
     assert rc1.index("base_url") < rc1.index("remove_cache_breakpoints") < rc1.index("api_key")  # the model's order
     assert {e.name: e.metadata for e in loaded.experiments} == {"preview-foo-rc-bake-off": META, "preview-bar": None}
     assert text_.index("archived:") < text_.index("metadata:") < text_.index("variants:")
+    assert f"adopt: {foo_id}" in text_
 
     code, plan = plan_json(capsys, out_dir, db, redis_url)
     assert code == 2
     changes = [c for e in plan["experiments"] for c in e["changes"]]
-    assert {c["kind"] for c in changes} == {"rotate_key"}
-    assert len(changes) == 3
-    assert all(c["reason"] == "checked at apply" and c["allowed"] for c in changes)
+    assert sorted(c["after"]["experiment_id"] for c in changes if c["kind"] == "adopt_experiment") == sorted(
+        [foo_id, bar_id])
+    keys = [c for c in changes if c["kind"] != "adopt_experiment"]
+    assert {c["kind"] for c in keys} == {"rotate_key"} and len(keys) == 3
+    assert all(c["reason"] == "checked at apply" and c["allowed"] for c in keys)
+    assert {e["experiment_id"] for e in plan["experiments"]} == {foo_id, bar_id}
 
     monkeypatch.setenv("EXPCTL_KEY_PREVIEW_FOO_RC_BAKE_OFF_CONTROL", "sk-test-control-0001")
     monkeypatch.setenv("EXPCTL_KEY_PREVIEW_FOO_RC_BAKE_OFF_TREATMENT", "sk-test-treat-0002")
     monkeypatch.setenv("EXPCTL_KEY_PREVIEW_BAR_ONLY", "bar-key")
     monkeypatch.setenv(crypto.BYOK_ENV, BYOK)
     code, plan = plan_json(capsys, out_dir, db, redis_url)
-    assert plan["summary"]["total"] == 0
-    assert code == 2 and plan["cache"]["drift"]  # only Redis differs (nobody wrote its membership yet)
-    assert expctl(capsys, "cache", "refresh", "--database-url", db, "--redis-url", redis_url)[0] == 0
+    assert plan["summary"]["total"] == plan["summary"]["adopt_experiment"] == 2  # the keys match the stored ones
+    code, out, err = expctl(capsys, "reconcile", "--dir", str(out_dir), "--database-url", db, "--redis-url",
+                            redis_url, "--auto-approve")
+    assert code == 0, err
+    assert bindings(db) == {"preview-foo-rc-bake-off": foo_id, "preview-bar": bar_id}
     code, plan = plan_json(capsys, out_dir, db, redis_url)
-    assert code == 0
+    assert code == 0, plan["summary"]
     assert plan["unmanaged"] == []
 
 
@@ -138,13 +144,13 @@ def test_public_model_id_filter_and_unknown_id(
     code, _, err = expctl(capsys, "import", "--public-model-id", "preview/preview-bar", "--out-dir", str(tmp_path),
                           "--database-url", db)
     assert code == 0, err
-    assert bindings(db) == {"preview-bar": bar_id}
+    assert f"adopt: {bar_id}" in (tmp_path / "preview-bar.yaml").read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["preview-bar.yaml"]
 
     code, out, err = expctl(capsys, "import", "--public-model-id", "preview/preview-bar", "--public-model-id",
                             "preview/nothing-here", "--out-dir", str(tmp_path), "--database-url", db)
     assert code == 1
-    assert "already managed (manifest preview-bar)" in out
+    assert f"manifest 'preview-bar' already adopts experiment {bar_id}" in out
     assert "preview/nothing-here: no experiment" in err
 
 
@@ -157,12 +163,11 @@ def test_refuses_to_overwrite_unless_forced(db: str, tmp_path: Path, capsys: pyt
     assert "refusing to overwrite" in err
     assert "--force" in err
     assert target.read_text() == "# someone else's notes\n"
-    assert bindings(db) == {}
 
     code, _, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db, "--force")
     assert code == 0, err
     assert target.read_text().startswith(SCHEMA_URL_COMMENT)
-    assert list(bindings(db)) == ["preview-bar"]
+    assert bindings(db) == {}
 
 
 def test_names_avoid_existing_manifests_and_bindings(
@@ -176,8 +181,9 @@ def test_names_avoid_existing_manifests_and_bindings(
     insert(db, Row("preview/bar-2", "Preview Bar", "draft", [("a", 1, upstream("x"), "k")]))
     code, _, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)
     assert code == 0, err
-    assert sorted(bindings(db)) == ["preview-bar-2", "preview-bar-3"]
-    assert load_directory(tmp_path).problems == ()
+    loaded = load_directory(tmp_path)
+    assert loaded.problems == ()
+    assert sorted(e.name for e in loaded.experiments if e.adopt) == ["preview-bar-2", "preview-bar-3"]
 
 
 def test_completed_experiment_is_importable_and_needs_no_keys(
@@ -189,8 +195,7 @@ def test_completed_experiment_is_importable_and_needs_no_keys(
     assert "need no variables" in out
     assert "status: completed" in (tmp_path / "old-run.yaml").read_text()
     code, plan = plan_json(capsys, tmp_path, db, redis_url)
-    assert plan["summary"]["total"] == 0
-    assert code == 2 and plan["cache"]["drift"]  # the empty membership was never written: only Redis differs
+    assert plan["summary"]["total"] == plan["summary"]["adopt_experiment"] == 1  # no key is compared
 
 
 def test_not_importable_rows_are_named_and_skipped(
@@ -211,7 +216,7 @@ def test_not_importable_rows_are_named_and_skipped(
     assert "not importable: 'Nulls'" in err
     assert "cannot be written exactly as stored" in err
     assert [p.name for p in tmp_path.iterdir()] == ["preview-bar.yaml"]
-    assert list(bindings(db)) == ["preview-bar"]
+    assert bindings(db) == {}
 
 
 def test_nothing_to_import(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -230,26 +235,35 @@ def test_name_helpers() -> None:
     assert env_var_name("preview-foo", "long.context") == "EXPCTL_KEY_PREVIEW_FOO_LONG_CONTEXT"
 
 
-def test_concurrent_binding_rolls_back_files_and_restores_overwritten_ones(
-    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+def test_a_second_import_skips_what_a_manifest_already_adopts(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    foo_id = insert(db, FOO)
-    insert(db, BAR)
-    (tmp_path / "preview-bar.yaml").write_text("# kept\n")
-    real_bind = importer.bind
+    bar_id = insert(db, BAR)
+    assert expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)[0] == 0
+    code, out, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)
+    assert code == 0, err
+    assert f"manifest 'preview-bar' already adopts experiment {bar_id}" in out
+    assert [p.name for p in tmp_path.iterdir()] == ["preview-bar.yaml"]
 
-    def racing_bind(settings: Any, imported: Any) -> None:
-        with connect(db) as conn, conn.begin():  # another run binds FOO first
-            conn.execute(text("INSERT INTO expctl_binding (name, experiment_id) VALUES ('theirs', :e)"), {"e": foo_id})
-        real_bind(settings, imported)
 
-    monkeypatch.setattr(importer, "bind", racing_bind)
-    code, _, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db, "--force")
+def test_adoption_is_refused_when_the_row_was_bound_meanwhile(
+    db: str, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bar_id = insert(db, BAR)
+    assert expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)[0] == 0
+    with connect(db) as conn, conn.begin():  # another manifest adopted it first
+        conn.execute(text("INSERT INTO expctl_binding (name, experiment_id) VALUES ('theirs', :e)"), {"e": bar_id})
+    code, plan = plan_json(capsys, tmp_path, db, redis_url)
     assert code == 1
-    assert "nothing was bound" in err
-    assert bindings(db) == {"theirs": foo_id}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["preview-bar.yaml"]
-    assert (tmp_path / "preview-bar.yaml").read_text() == "# kept\n"
+    refused = [c for e in plan["experiments"] for c in e["changes"] if not c["allowed"]]
+    adoption = next(c for c in refused if c["kind"] == "adopt_experiment")
+    assert "already managed by manifest 'theirs'" in adoption["reason"]
+    monkeypatch.setenv("EXPCTL_KEY_PREVIEW_BAR_ONLY", "bar-key")
+    monkeypatch.setenv(crypto.BYOK_ENV, BYOK)
+    code, _, err = expctl(capsys, "reconcile", "--dir", str(tmp_path), "--database-url", db, "--redis-url",
+                          redis_url, "--auto-approve")
+    assert code == 1 and "refused" in err
+    assert bindings(db) == {"theirs": bar_id}
 
 
 def test_warns_when_an_existing_manifest_wants_the_same_public_id_routed(
@@ -277,11 +291,12 @@ def test_a_2026_05_database_imports_under_its_profile(
     code, _, err = expctl(capsys, "import", "--out-dir", str(tmp_path), "--database-url", db)
     assert code == 1
     assert "not importable: 'Headers'" in err and "'extra_headers', which the gateway of profile 2026-05" in err
-    assert bindings(db) == {"preview-foo-rc-bake-off": foo_id}
+    assert bindings(db) == {}
     text_ = (tmp_path / "preview-foo-rc-bake-off.yaml").read_text()
+    assert f"adopt: {foo_id}" in text_
     assert "opencode_settings" in text_ and "metadata" not in text_
     monkeypatch.setenv("EXPCTL_KEY_PREVIEW_FOO_RC_BAKE_OFF_CONTROL", "sk-test-control-0001")
     monkeypatch.setenv(crypto.BYOK_ENV, BYOK)
     (tmp_path / "headers.yaml").unlink(missing_ok=True)
     _, plan = plan_json(capsys, tmp_path, db, redis_url)
-    assert plan["gateway_profile"] == "2026-05" and plan["summary"]["total"] == 0
+    assert plan["gateway_profile"] == "2026-05" and plan["summary"]["total"] == plan["summary"]["adopt_experiment"] == 1

@@ -13,9 +13,10 @@ import pytest
 from expctl.adapters.crypto import fingerprint
 from expctl.adapters.manifest.load import load_directory
 from expctl.core import lifecycle
-from expctl.core.planner import build_plan, match_variants
+from expctl.core.planner import build_plan
 from expctl.core.profiles import gateway_profile
 from expctl.core.state import ActualExperiment, ActualState, ActualVariant, ActualVersion, KeyComparison
+from expctl.core.variant_plan import match_variants
 from tests.golden import CASES_DIR, _stable_id, case_names, load_case, summarise
 
 

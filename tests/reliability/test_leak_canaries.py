@@ -162,9 +162,11 @@ def test_canaries_through_every_command_and_channel(ws: Workspace, tmp_path: Pat
     env_var = next(word for word in imported.out.split() if word.startswith("EXPCTL_KEY_"))
     ws.monkeypatch.setenv(env_var, CANARY_IMPORTED)
     after_import = ws.expctl("plan", "--detailed-exitcode")
-    # The resolved key equals the stored one: no row changes; only Redis lacks the UI's id (exit 2).
-    assert after_import.code == 2 and "No changes." in after_import.out, after_import.out
+    # The resolved key equals the stored one: the adoption is the only change (exit 2).
+    assert after_import.code == 2 and "Plan: 1 change" in after_import.out, after_import.out
+    assert "adopt experiment" in after_import.out or "adopt_experiment" in after_import.out, after_import.out
     outputs.append(after_import)
+    outputs.append(ws.reconcile())
 
     for args in (("simulate", "preview/x", "--subject", "user:42"), ("simulate", "preview/ui", "--sample", "200"),
                  ("simulate", "preview/x", "--sample", "50", "--from-manifests", "--format", "json"),

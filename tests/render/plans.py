@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from expctl.adapters.crypto import fingerprint
+from expctl.core.drift import applied_record
 from expctl.core.errors import Location
 from expctl.core.planner import build_plan
 from expctl.core.state import (
@@ -103,6 +105,8 @@ def varied_record() -> dict[str, Any]:
         desired("drafty", status="draft", variants=(dvar("control"), dvar("extra"))),
         desired("unshelf", status="paused"),
         desired("renamed", variants=(dvar("control"), dvar("treatment", renamed_from="candidate"))),
+        dataclasses.replace(desired("adoptee"), adopt=_id("adoptee")),
+        desired("drifted"),
     ]
     rows = [
         actual("to-complete"), actual("frozen"), actual("swapped"), actual("rotated"), actual("shelf"),
@@ -111,6 +115,9 @@ def varied_record() -> dict[str, Any]:
         actual("swapped-twin", status="draft", variants=(avar("swapped-twin", "only"),)),
         actual("unshelf", status="paused", archived=True),
         actual("renamed", variants=(avar("renamed", "control"), avar("renamed", "candidate"))),
+        actual("adoptee", managed=False),
+        # Paused in the admin UI after expctl applied it active: drift, held.
+        dataclasses.replace(actual("drifted", status="paused"), applied=applied_record(desired("drifted"))),
     ]
     checks = {("rotated", "control"): KeyComparison("changed", fingerprint("x"), fingerprint("y"))}
     return plan_record(wanted, rows, key_checks=checks, prune=True, membership=("preview/frozen",))

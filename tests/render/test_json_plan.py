@@ -51,7 +51,7 @@ def test_schema_is_a_valid_draft_2020_12_schema_with_every_change_kind() -> None
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert set(schema["$defs"]["change"]["properties"]["kind"]["enum"]) == {k.value for k in ChangeKind}
     assert set(schema["$defs"]["summary"]["required"]) == {k.value for k in ChangeKind} | {
-        "total", "refused", "irreversible"} | set(ATTENTION_SUMMARY_KEYS.values())
+        "total", "refused", "irreversible", "drift", "held"} | set(ATTENTION_SUMMARY_KEYS.values())
     assert set(schema["$defs"]["attention"]["properties"]["kind"]["enum"]) == {k.value for k in AttentionKind}
 
 

@@ -9,6 +9,14 @@ reporting need no change.
 
 ```toml
 gateway_profile = "2026-05"                        # optional: the gateway version (default 2026-11)
+scope = "team-payments"                            # optional: who owns the bindings (default "default")
+manifest_dir = "experiments.d"                     # optional: where the manifests are
+[environments.staging]                             # optional: one table per environment (--env staging)
+manifest_dir = "environments/staging"              # default experiments.d/<name>
+database_url_env = "STAGING_DATABASE_URL"          # default <NAME>_DATABASE_URL, and so on
+redis_url_env = "STAGING_REDIS_URL"
+byok_key_env = "STAGING_BYOK_ENCRYPTION_KEY"
+scope = "team-payments-staging"                    # default: the top-level scope
 [secrets]
 file_roots = ["/etc/expctl/secrets", "secrets"]   # more roots `from_file` may point below
 [secrets.host_pins]                                # optional: where a secret may be sent
@@ -31,10 +39,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from expctl.adapters.secret_policy import SecretPolicy
+from expctl.adapters.secret_policy import SecretPolicy, is_reserved_env
 from expctl.adapters.tomlpos import Key, key_positions, locate
 from expctl.core.codes import problem
 from expctl.core.errors import ConfigError, Location, Problem
+from expctl.core.plan import DEFAULT_SCOPE
 from expctl.core.profiles import PROFILES
 
 CONFIG_FILE_NAME = "expctl.toml"
@@ -65,9 +74,33 @@ class _Secrets(_Strict):
     host_pins: dict[str, list[str]] = {}
 
 
+class _Environment(_Strict):
+    manifest_dir: str | None = None
+    scope: str | None = None
+    database_url_env: str | None = None
+    redis_url_env: str | None = None
+    byok_key_env: str | None = None
+
+
 class _ConfigFile(_Strict):
     gateway_profile: str | None = None
+    scope: str | None = None
+    manifest_dir: str | None = None
     secrets: _Secrets = _Secrets()
+    environments: dict[str, _Environment] = {}
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One environment of `expctl.toml`: its manifests, scope, and the *names* of the variables
+    holding its database URL, Redis URLs (comma-separated) and BYOK key."""
+
+    name: str
+    manifest_dir: str
+    scope: str
+    database_url_env: str
+    redis_url_env: str
+    byok_key_env: str
 
 
 # --- what the commands use ------------------------------------------------------------------------
@@ -83,6 +116,17 @@ class ProjectConfig:
     host_pins: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     # The top-level `gateway_profile` as written (checked against the known profiles); None = not set.
     gateway_profile: str | None = None
+    scope: str = DEFAULT_SCOPE
+    manifest_dir: str | None = None
+    environments: Mapping[str, Environment] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    def environment(self, name: str) -> Environment:
+        """The environment `name` (ConfigError naming the configured ones when unknown)."""
+        if name not in self.environments:
+            known = ", ".join(sorted(self.environments)) or "none"
+            where = self.path.name if self.path else "no expctl.toml"
+            raise ConfigError(f"unknown environment {name!r} (--env / EXPCTL_ENV); {where} defines: {known}")
+        return self.environments[name]
 
     def secret_policy(self, repo_root: Path, env: Mapping[str, str]) -> SecretPolicy:
         """The secret-source policy: the built-in roots plus `file_roots`."""
@@ -261,11 +305,84 @@ def load_project_config(repo_root: Path, env: Mapping[str, str], explicit: Path 
     problems += _root_problems(secrets.get("file_roots"), SecretPolicy.build(repo_root, env), where)
     problems += _pin_problems(secrets.get("host_pins"), where)
     problems += _profile_problems(data.get("gateway_profile"), where)
+    problems += _environment_problems(data, where)
     if problems or model is None:
         raise ProjectConfigError(problems)
+    scope = model.scope or DEFAULT_SCOPE
     return ProjectConfig(
         path=path,
         file_roots=tuple(repo_root / r for r in model.secrets.file_roots),
         host_pins=MappingProxyType({k: tuple(p.lower() for p in v) for k, v in model.secrets.host_pins.items()}),
         gateway_profile=model.gateway_profile,
+        scope=scope,
+        manifest_dir=model.manifest_dir,
+        environments=MappingProxyType({name: _environment(name, env, scope)
+                                       for name, env in model.environments.items()}),
     )
+
+
+def _environment(name: str, env: _Environment, scope: str) -> Environment:
+    prefix = _ENV_PREFIX.sub("_", name.upper())
+    return Environment(
+        name=name, manifest_dir=env.manifest_dir or f"experiments.d/{name}", scope=env.scope or scope,
+        database_url_env=env.database_url_env or f"{prefix}_DATABASE_URL",
+        redis_url_env=env.redis_url_env or f"{prefix}_REDIS_URL",
+        byok_key_env=env.byok_key_env or f"{prefix}_BYOK_ENCRYPTION_KEY",
+    )
+
+
+_ENV_PREFIX = re.compile(r"[^A-Z0-9]")
+_ENV_NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")
+_SCOPE = re.compile(r"[a-z0-9][a-z0-9._/-]{0,99}")
+_VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
+def _dir_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None  # reported by the model
+    if not value or PurePosixPath(value).is_absolute() or ".." in PurePosixPath(value).parts:
+        return "manifest_dir must be a relative path inside the repository, without '..'"
+    return None
+
+
+def _environment_problems(data: Mapping[str, Any], where: _Where) -> list[Problem]:
+    """Values the model's types cannot check: names, scopes, folders, and credential variables a
+    manifest could read (they must be reserved names: <NAME>_DATABASE_URL, EXPCTL_..., see docs/security.md)."""
+    problems = []
+    scope, folder = data.get("scope"), _dir_problem(data.get("manifest_dir"))
+    if isinstance(scope, str) and not _SCOPE.fullmatch(scope):
+        problems.append(where.problem("E506", ("scope",), "a scope is 1-100 characters: a-z, 0-9, '.', '_', '/', '-'"))
+    if folder:
+        problems.append(where.problem("E506", ("manifest_dir",), folder))
+    environments = data.get("environments")
+    for name, env in (environments.items() if isinstance(environments, dict) else []):
+        if not _ENV_NAME.fullmatch(name):
+            problems.append(where.problem("E506", ("environments", name),
+                                          f"environment name {name[:40]!r}: 1-40 characters, a-z, 0-9 and '-'"))
+        if not isinstance(env, dict):
+            continue
+        problems += _environment_value_problems(name, env, where)
+    return problems
+
+
+def _environment_value_problems(name: str, env: Mapping[str, Any], where: _Where) -> list[Problem]:
+    problems = []
+    if isinstance(env.get("scope"), str) and not _SCOPE.fullmatch(env["scope"]):
+        problems.append(where.problem("E506", ("environments", name, "scope"),
+                                      "a scope is 1-100 characters: a-z, 0-9, '.', '_', '/', '-'"))
+    folder = _dir_problem(env.get("manifest_dir"))
+    if folder:
+        problems.append(where.problem("E506", ("environments", name, "manifest_dir"), folder))
+    for key in ("database_url_env", "redis_url_env", "byok_key_env"):
+        value = env.get(key)
+        if not isinstance(value, str):
+            continue
+        if not _VARIABLE.fullmatch(value):
+            problems.append(where.problem("E506", ("environments", name, key),
+                                          f"{value[:60]!r} is not an environment variable name"))
+        elif not is_reserved_env(value):
+            problems.append(where.problem(
+                "E506", ("environments", name, key), f"{value} could be read by a manifest's from_env",
+                "name it <NAME>_DATABASE_URL, <NAME>_REDIS_URL, <NAME>_BYOK_ENCRYPTION_KEY or EXPCTL_<...>: "
+                "manifests can never read those"))
+    return problems

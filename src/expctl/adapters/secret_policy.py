@@ -44,6 +44,8 @@ __all__ = [
 RESERVED_ENV_PATTERNS: tuple[str, ...] = (
     # expctl's own settings and credentials, present and future (EXPCTL_PLAN_DATABASE_URL, ...).
     "EXPCTL_*", "BYOK_ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL", "TEST_*_URL",
+    # An environment's credentials (expctl.toml: STAGING_DATABASE_URL, ...): configuration names only these.
+    "*_DATABASE_URL", "*_REDIS_URL", "*_BYOK_ENCRYPTION_KEY",
     # PostgreSQL and Redis client credentials, which libpq and redis-cli pick up on their own.
     "PGPASSWORD", "PGPASSFILE", "PGSSLKEY", "PGSERVICEFILE", "REDISCLI_AUTH",
     # CI systems' job tokens: they can push code, publish packages or mint cloud credentials.

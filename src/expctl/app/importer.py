@@ -1,39 +1,36 @@
-"""`expctl import`: adopt unmanaged experiments into manifests and bind them
-(docs/design.md#ownership-and-identity).
+"""`expctl import`: write manifests that adopt unmanaged experiments (docs/design.md#ownership-and-identity).
 
-For each chosen unmanaged experiment: derive a manifest `name`, render the manifest (status,
-archived, variants, weights, the current upstream exactly as stored, and the api key as a
-`{from_env: EXPCTL_KEY_<NAME>_<LABEL>}` placeholder), and check in memory that it validates and
-round-trips to exactly what the planner reads from the row, under the settings' gateway profile
-(2026-11 writes the stored `metadata`; an upstream the profile's gateway would reject is not
-importable). Files are written first (an existing file only with `force`), each re-validated from
-disk; then every binding is inserted in one transaction under the apply lock, after checking that
-no row changed meanwhile. Any failure rolls the files back (restoring overwritten ones), so an
-import never leaves a half-done state.
+For each chosen unmanaged experiment: derive a manifest `name`, render the manifest (`adopt: <the
+row's id>`, status, archived, variants, weights, the current upstream exactly as stored, and the
+api key as a `{from_env: EXPCTL_KEY_<NAME>_<LABEL>}` placeholder), and check in memory that it
+validates and round-trips to exactly what the planner reads from the row, under the settings'
+gateway profile (2026-11 writes the stored `metadata`; an upstream the profile's gateway would
+reject is not importable). Files are written (an existing file only with `force`), each
+re-validated from disk; a failure rolls them back (restoring overwritten ones).
+
+Import never writes to the database: the adoption (the binding) is an `adopt_experiment` change of
+the next plan, reviewed in the pull request and applied on merge like any other. Until then main's
+reconcile does not know the manifests and leaves the rows alone.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import insert
-from sqlalchemy.exc import IntegrityError
 
 from expctl.adapters.manifest.load import discover, load_document, load_file
 from expctl.adapters.manifest.subjects import rule_subject
 from expctl.adapters.manifest.yamlread import parse_documents
-from expctl.adapters.store import audit
-from expctl.adapters.store.db import connect, missing_tables, read_only, take_apply_lock
+from expctl.adapters.store.db import read_only, require_schema
 from expctl.adapters.store.reader import read_state
-from expctl.adapters.store.tables import expctl_binding
 from expctl.app.import_names import env_var_name, slugify, unique
 from expctl.app.settings import Settings
-from expctl.core.errors import ConfigError, ConflictError, ManifestError, Problem
+from expctl.core.errors import ConfigError, ManifestError, Problem
 from expctl.core.manifest import rules
 from expctl.core.manifest.model import API_VERSION, KIND, SCHEMA_URL_COMMENT, upstream_model
 from expctl.core.profiles import PROFILES, GatewayProfile, gateway_profile
@@ -81,6 +78,8 @@ class _Taken:
 
     names: set[str]
     env_vars: set[str]
+    # experiment id -> the manifest already adopting it (written by an earlier import, not applied yet)
+    adopting: dict[str, str] = field(default_factory=dict)
 
 
 def _existing(out_dir: Path, state: ActualState, profile: GatewayProfile) -> _Taken:
@@ -90,15 +89,19 @@ def _existing(out_dir: Path, state: ActualState, profile: GatewayProfile) -> _Ta
         experiments, documents, _ = load_file(path, profile=profile)
         taken.names.update(s.name for s in map(rule_subject, documents) if s is not None)
         taken.env_vars.update(v.api_key.name for e in experiments for v in e.variants if v.api_key.kind == "env")
+        taken.adopting.update((e.adopt, e.name) for e in experiments if e.adopt is not None)
     return taken
 
 
 # --- selection -----------------------------------------------------------------------------------
 
 
-def select(state: ActualState, public_ids: Sequence[str], result: ImportResult) -> list[ActualExperiment]:
-    """Unmanaged experiments (on `public_ids` if given); routed ones first so they get plain names."""
-    unmanaged = [e for e in state.experiments if e.managed_name is None]
+def select(state: ActualState, public_ids: Sequence[str], result: ImportResult,
+           adopting: Mapping[str, str] | None = None) -> list[ActualExperiment]:
+    """Unmanaged experiments (on `public_ids` if given) that no manifest adopts yet; routed ones
+    first so they get plain names. Rows bound by another scope are not unmanaged."""
+    adopting = adopting or {}
+    unmanaged = [e for e in state.experiments if e.managed_name is None and e.owner_scope is None]
     if public_ids:
         wanted = set(public_ids)
         unmanaged = [e for e in unmanaged if e.public_model_id in wanted]
@@ -108,6 +111,11 @@ def select(state: ActualState, public_ids: Sequence[str], result: ImportResult) 
                 result.notes.append(f"{public_id}: already managed (manifest {', '.join(managed)}): nothing to do")
             else:
                 result.errors.append(f"{public_id}: no experiment has this public_model_id")
+    for experiment in unmanaged:
+        if experiment.id in adopting:
+            result.notes.append(f"{experiment.public_model_id}: manifest '{adopting[experiment.id]}' already adopts "
+                                f"experiment {experiment.id} (applied on merge): nothing to do")
+    unmanaged = [e for e in unmanaged if e.id not in adopting]
     return sorted(unmanaged, key=lambda e: (not e.routed, e.public_model_id, e.name, e.id))
 
 
@@ -128,7 +136,7 @@ def manifest_record(experiment: ActualExperiment, name: str, env_vars: Sequence[
     the gateway's id order; `metadata` as stored when the profile has it (absent = NULL)."""
     profile = profile or gateway_profile(None)
     record: dict[str, Any] = {
-        "apiVersion": API_VERSION, "kind": KIND, "name": name,
+        "apiVersion": API_VERSION, "kind": KIND, "name": name, "adopt": experiment.id,
         "public_model_id": experiment.public_model_id, "display_name": experiment.name,
     }
     if experiment.description is not None:
@@ -156,6 +164,7 @@ def _variants(experiment: ActualExperiment) -> list[ActualVariant]:
 
 def render(experiment: ActualExperiment, record: dict[str, Any]) -> str:
     header = (f"{SCHEMA_URL_COMMENT}\n# Imported by `expctl import` from experiment {experiment.id}.\n"
+              "# adopt: the plan binds this manifest to that experiment; apply (on merge) makes it managed.\n"
               "# api_key: set the named environment variables to the stored keys (never commit keys).\n")
     body = yaml.safe_dump(record, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
     return header + body
@@ -302,45 +311,13 @@ def write_files(imported: Sequence[Imported], force: bool, profile: GatewayProfi
     return written
 
 
-# --- bindings ------------------------------------------------------------------------------------
-
-
-def _check_unchanged(imported: Sequence[Imported], state: ActualState) -> None:
-    now = {e.id: e for e in state.experiments}
-    bound = state.by_managed_name()
-    for item in imported:
-        current = now.get(item.experiment.id)
-        if item.name in bound:
-            raise ConflictError(f"manifest name '{item.name}' was bound by another run meanwhile")
-        if current is None or current.managed_name is not None:
-            raise ConflictError(f"experiment {item.experiment.id} was deleted or bound by another run meanwhile")
-        if current.fingerprint_record() != item.experiment.fingerprint_record():
-            raise ConflictError(f"experiment {item.experiment.id} ('{item.experiment.name[:80]}') changed while "
-                                "importing")
-
-
-def bind(settings: Settings, imported: Sequence[Imported]) -> None:
-    """Inserts every binding in one transaction under the apply lock, or none."""
-    try:
-        with connect(settings.database_url) as conn, conn.begin():
-            take_apply_lock(conn, settings.lock_timeout_s)
-            _check_unchanged(imported, read_state(conn))
-            conn.execute(insert(expctl_binding),
-                         [{"name": i.name, "experiment_id": i.experiment.id} for i in imported])
-            audit.record(conn, "import", None, "imported", settings.env)
-    except IntegrityError:
-        raise ConflictError("another run bound one of these experiments or names concurrently") from None
-
-
 # --- the use case --------------------------------------------------------------------------------
 
 
 def _read(settings: Settings) -> ActualState:
     with read_only(settings.database_url) as conn:
-        missing = missing_tables(conn)
-        if missing:
-            raise ConfigError(f"the database lacks tables {', '.join(missing)}: run `expctl db init` first")
-        return read_state(conn)
+        require_schema(conn)
+        return read_state(conn, scope=settings.plan_scope.scope)
 
 
 def _cross_file_warnings(out_dir: Path, imported: Iterable[Imported], profile: GatewayProfile) -> list[str]:
@@ -354,11 +331,11 @@ def _cross_file_warnings(out_dir: Path, imported: Iterable[Imported], profile: G
 
 
 def import_experiments(settings: Settings, out_dir: Path, public_ids: Sequence[str], force: bool) -> ImportResult:
-    """Chooses, renders, writes and binds; see the module docstring for the guarantees."""
+    """Chooses, renders and writes; see the module docstring for the guarantees."""
     result, profile = ImportResult(), settings.gateway_profile
     state = _read(settings)
     taken = _existing(out_dir, state, profile)
-    for experiment in select(state, public_ids, result):
+    for experiment in select(state, public_ids, result, taken.adopting):
         outcome = prepare(experiment, out_dir, taken, profile)
         if isinstance(outcome, NotImportable):
             result.skipped.append(outcome)
@@ -366,14 +343,6 @@ def import_experiments(settings: Settings, out_dir: Path, public_ids: Sequence[s
             result.imported.append(outcome)
     if not result.imported:
         return result
-    written = write_files(result.imported, force, profile)
-    try:
-        bind(settings, result.imported)
-    except BaseException as err:
-        written.rollback()
-        if isinstance(err, ConflictError):
-            raise ConflictError(f"{err}; the manifests written were removed, nothing was bound: run "
-                                "`expctl import` again") from None
-        raise
+    write_files(result.imported, force, profile)
     result.warnings = _cross_file_warnings(out_dir, result.imported, profile)
     return result

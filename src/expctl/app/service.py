@@ -34,6 +34,7 @@ from expctl.adapters.store.reader import read_state, routed_membership
 from expctl.app.settings import Settings
 from expctl.core.errors import (
     CacheRefreshFailed,
+    ConfigError,
     ConflictError,
     ConnectionFailed,
     ExpctlError,
@@ -42,9 +43,10 @@ from expctl.core.errors import (
     SecretError,
 )
 from expctl.core.plan import Attention, AttentionKind, Plan
-from expctl.core.planner import build_plan, match_variants
+from expctl.core.planner import Scope, build_plan
 from expctl.core.saved_plan import check_saved_plan
 from expctl.core.state import ActualState, DesiredExperiment, KeyComparison
+from expctl.core.variant_plan import match_variants
 
 
 def key_checks(
@@ -56,6 +58,7 @@ def key_checks(
     the whole plan: the rotation the plan then shows is what repairs it.
     """
     bound = state.by_managed_name()
+    rows = {e.id: e for e in state.experiments if e.managed_name is None and e.owner_scope is None}
     checks: dict[tuple[str, str], KeyComparison] = {}
     fingerprints: dict[str, str] = {}  # many variants share a secret: hash each one once
 
@@ -68,7 +71,9 @@ def key_checks(
     for experiment in desired:
         if experiment.status == "completed":
             continue  # secrets of completed experiments are never resolved
-        pairs, _ = match_variants(experiment, bound.get(experiment.name))
+        # An adopted row's stored keys are compared as a bound one's: an import plans no rotation.
+        row_of = bound.get(experiment.name) or (rows.get(experiment.adopt) if experiment.adopt else None)
+        pairs, _ = match_variants(experiment, row_of)
         for variant, row in pairs:
             secret = resolver.resolve(variant.api_key)
             wanted = fingerprint(secret) if secret is not None else None
@@ -108,11 +113,24 @@ def _refuse_wrong_byok_key(checks: Mapping[tuple[str, str], KeyComparison], wron
             "probably not the gateway's key. Nothing was planned or applied")
 
 
+def _check_target(settings: Settings, desired: Sequence[DesiredExperiment], state: ActualState) -> None:
+    """Every --only pattern must match a manifest or a bound experiment: a typo must not plan nothing."""
+    scope = settings.plan_scope
+    names = {d.name for d in desired} | set(state.by_managed_name())
+    unmatched = [p for p in scope.target or () if not any(Scope(target=(p,)).selects(n) for n in names)]
+    if unmatched:
+        raise ConfigError(f"--only {', '.join(repr(p) for p in unmatched)} matches no manifest and no experiment "
+                          f"of scope {scope.scope!r}: nothing would be planned")
+
+
 def _plan(settings: Settings, desired: Sequence[DesiredExperiment], state: ActualState, prune: bool) -> Plan:
+    _check_target(settings, desired, state)
     byok_key = settings.byok_key()
+    desired = [d for d in desired if settings.plan_scope.selects(d.name)]
     checks = key_checks(desired, state, settings.resolver(), byok_key)
     return build_plan(desired, state, checks, prune, byok_available=byok_key is not None,
-                      host_pins=settings.config.host_pins, profile=settings.gateway_profile)
+                      host_pins=settings.config.host_pins, profile=settings.gateway_profile,
+                      scope=settings.plan_scope)
 
 
 def make_plan(settings: Settings, prune: bool = False) -> Plan:
@@ -121,7 +139,8 @@ def make_plan(settings: Settings, prune: bool = False) -> Plan:
     membership, ok = settings.cache().read_membership()
     with read_only(settings.database_url) as conn:
         require_schema(conn)
-        state = read_state(conn, membership, ok, membership_read=bool(settings.redis_urls))
+        state = read_state(conn, membership, ok, membership_read=bool(settings.redis_urls),
+                           scope=settings.plan_scope.scope)
     return _plan(settings, desired, state, prune)
 
 
@@ -184,7 +203,8 @@ def _apply_locked(
         try:
             require_schema(conn)
             take_apply_lock(conn, settings.lock_timeout_s)
-            state = read_state(conn, membership, membership_ok is not False, membership_read=membership_ok is not None)
+            state = read_state(conn, membership, membership_ok is not False, membership_read=membership_ok is not None,
+                               scope=settings.plan_scope.scope)
             plan = _plan(settings, desired, state, prune)
             if saved is not None:
                 check_saved_plan(saved, plan)
@@ -193,7 +213,7 @@ def _apply_locked(
             _require_secrets(plan)
             if not confirm(plan):
                 raise ExpctlError("not approved: nothing was applied")
-            if plan.has_changes:
+            if plan.has_changes or plan.records_applied:
                 ctx = ApplyContext(resolver, byok_key, audit.actor(settings.env))
                 # The plan's record and hash (for the audit row) are pure Python work on frozen data:
                 # a thread computes them while this one mostly waits for PostgreSQL to take the rows.

@@ -16,6 +16,7 @@ from expctl.adapters.config import ProjectConfig
 from expctl.adapters.manifest.load import load_desired
 from expctl.adapters.secret_policy import SecretPolicy
 from expctl.adapters.secrets import DefaultResolver, SecretResolver
+from expctl.core.planner import Scope
 from expctl.core.profiles import GatewayProfile, gateway_profile
 from expctl.core.state import DesiredExperiment
 
@@ -36,6 +37,8 @@ class Settings:
     config: ProjectConfig = field(default_factory=ProjectConfig)
     # Which gateway version the manifests, the plan and Redis follow (flag > env > expctl.toml > default).
     gateway_profile: GatewayProfile = field(default_factory=lambda: gateway_profile(None))
+    # Whose bindings, which manifests (--only), which environment, what drift does (docs/design.md#scopes).
+    plan_scope: Scope = field(default_factory=Scope)
 
     def secret_policy(self) -> SecretPolicy:
         """Where secret references may point: for the manifest loader and the resolver."""

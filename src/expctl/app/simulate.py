@@ -20,8 +20,8 @@ from expctl.adapters.store.reader import read_state
 from expctl.app.settings import Settings
 from expctl.core.bucketing import Subject, WeightedVariant, bucket, pick_variant
 from expctl.core.errors import ExpctlError
-from expctl.core.planner import match_variants
 from expctl.core.state import ROUTED_STATUSES, ActualExperiment, ActualState, DesiredExperiment
+from expctl.core.variant_plan import match_variants
 
 Source = Literal["database", "manifests"]
 Outcome = Literal["routed", "paused", "not_routed"]

@@ -20,8 +20,9 @@ def db_group() -> None:
 def db_init_command(**conn: Any) -> int:
     """Create the gateway's tables and expctl's own where missing (idempotent).
 
-    On a database that already holds the gateway's tables, only expctl's tables are added;
-    existing tables are never altered.
+    On a database that already holds the gateway's tables, only expctl's tables are added; the
+    gateway's tables are never altered. A binding table made by an older expctl gains the `scope`
+    and `applied` columns, every binding kept (in scope "default").
 
     \b
     Examples:
@@ -29,10 +30,12 @@ def db_init_command(**conn: Any) -> int:
       DATABASE_URL=postgresql://admin@db/gateway expctl db init
     """
     with open_settings(None, **conn) as settings, connect(settings.database_url) as db, db.begin():
-        created = init_schema(db)
+        created, upgraded = init_schema(db)
     if created:
         click.echo(f"Created {len(created)} table(s): {', '.join(created)}")
-    else:
+    for table in upgraded:
+        click.echo(f"Upgraded {table}")
+    if not created and not upgraded:
         click.echo("Nothing to do: every table exists.")
     return 0
 

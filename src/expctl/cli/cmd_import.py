@@ -18,9 +18,11 @@ def _describe(experiment: ActualExperiment) -> str:
 
 
 def _echo_imported(imported: list[Imported]) -> None:
-    click.echo(f"Imported {len(imported)} experiment(s):")
+    click.echo(f"Wrote {len(imported)} manifest(s) adopting existing experiments:")
     for item in imported:
         click.echo(f"  {item.name}  <-  {_describe(item.experiment)}  ->  {item.path}")
+    click.echo("Nothing was written to the database: commit these files and open a pull request; the plan shows "
+               "each adoption (adopt_experiment) and apply binds them on merge.")
     needing = [i for i in imported if i.needs_keys]
     if needing:
         click.echo("\nSet these environment variables to the API keys stored for each variant "
@@ -29,7 +31,8 @@ def _echo_imported(imported: list[Imported]) -> None:
         width = max(len(env) for env, _ in rows)
         for env, where in rows:
             click.echo(f"  {env:<{width}}  ({where})")
-        click.echo("Until they resolve, `expctl plan` shows those keys as \"checked at apply\" and nothing else.")
+        click.echo("Until they resolve, `expctl plan` shows the adoption and those keys as \"checked at apply\", "
+                   "nothing else.")
     completed = [i.name for i in imported if not i.needs_keys and i.env_vars]
     if completed:
         click.echo(f"Completed experiments' keys are never read: {', '.join(completed)} need no variables.")
@@ -56,18 +59,20 @@ def _echo_result(result: ImportResult) -> None:
 @click.command("import")
 @click.option("--public-model-id", "public_ids", multiple=True, metavar="ID",
               help="Import only the unmanaged experiments on this public model id (repeatable).")
-@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_DIR,
-              show_default=True, help="Directory to write the manifests into (created if missing).")
+@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help=f"Directory to write the manifests into (created if missing). Default: the environment's or "
+                   f"expctl.toml's manifest_dir, else {DEFAULT_DIR}.")
 @click.option("--force", is_flag=True, help="Overwrite manifest files that already exist.")
 @connection_options
-def import_command(public_ids: tuple[str, ...], out_dir: Path, force: bool, **conn: Any) -> int:
-    """Adopt unmanaged experiments (e.g. created in the admin UI) into manifests and bind them.
+def import_command(public_ids: tuple[str, ...], out_dir: Path | None, force: bool, **conn: Any) -> int:
+    """Write manifests that adopt unmanaged experiments (e.g. created in the admin UI).
 
-    Writes one manifest per experiment (status, archived, variants, weights, the current upstream
-    exactly as stored) and binds it, so expctl manages the row from then on. API keys become
-    placeholders `{from_env: EXPCTL_KEY_<NAME>_<LABEL>}`: set them to the stored keys and a plan
-    shows no changes at all; until then it shows only keys "checked at apply". Existing files are
-    never overwritten without --force; if binding fails, the files written are removed again.
+    Writes one manifest per experiment (`adopt: <its id>`, status, archived, variants, weights, the
+    current upstream exactly as stored) and never writes to the database: the next plan shows the
+    adoption as a change, and apply (on merge) binds the row, so expctl manages it from then on.
+    API keys become placeholders `{from_env: EXPCTL_KEY_<NAME>_<LABEL>}`: set them to the stored
+    keys and the plan shows only the adoption; until then it also shows keys "checked at apply".
+    Existing files are never overwritten without --force; a failure removes the files written.
     Exit 1 when an experiment is not importable (it is named, with the reason) or an id matches
     nothing.
 
@@ -76,9 +81,10 @@ def import_command(public_ids: tuple[str, ...], out_dir: Path, force: bool, **co
       expctl import                                   # every unmanaged experiment
       expctl import --public-model-id preview/preview-foo
       expctl import --out-dir experiments.d --force && expctl plan
+      expctl import --env staging            # the environment's database and manifest folder
     """
     with open_settings(None, **conn) as settings:
-        result = import_experiments(settings, out_dir, public_ids, force)
+        result = import_experiments(settings, out_dir or settings.manifest_dir, public_ids, force)
     _echo_result(result)
     return int(ExitCode.OK if result.ok else ExitCode.ERROR)
 

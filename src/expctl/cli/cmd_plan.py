@@ -11,7 +11,7 @@ import click
 
 from expctl.app import service
 from expctl.app.settings import Settings
-from expctl.cli.options import connection_options, dir_option, open_settings
+from expctl.cli.options import connection_options, dir_option, open_settings, plan_options
 from expctl.core.errors import ConfigError, ExitCode, PlanFileError
 from expctl.core.plan import Plan
 from expctl.core.render.github_plan import render_github
@@ -54,13 +54,14 @@ def _render(plan: Plan, fmt: str) -> str:
 @click.option("--prune", is_flag=True, help="Delete bound drafts whose manifest was removed.")
 @click.option("--require-secrets", is_flag=True,
               help="Exit 1 when any secret reference cannot be read here (for jobs that hold the secrets).")
+@plan_options
 @connection_options
 def plan_command(manifest_dir: Path, fmt: str, out: Path | None, detailed_exitcode: bool, prune: bool,
                  require_secrets: bool, **conn: Any) -> int:
     """Show what reconcile would change, without changing anything (read-only transaction).
 
-    Exit 2 with --detailed-exitcode when rows would change or Redis has drifted (reconcile would
-    rewrite it).
+    Exit 2 with --detailed-exitcode when rows would change, a row drifted from what expctl applied
+    (even when held), or Redis has drifted (reconcile would rewrite it).
 
     \b
     Examples:
@@ -68,6 +69,8 @@ def plan_command(manifest_dir: Path, fmt: str, out: Path | None, detailed_exitco
       expctl plan --format markdown > comment.md
       expctl plan --out plan.json --detailed-exitcode
       expctl plan --require-secrets          # merge-queue dry run that holds the secrets
+      expctl plan --env staging --only 'search-*'
+      expctl plan --drift=revert             # restore what the manifests say, drift included
     """
     with open_settings(manifest_dir, **conn) as settings:
         plan = _make_plan(settings, prune)
@@ -83,7 +86,8 @@ def plan_command(manifest_dir: Path, fmt: str, out: Path | None, detailed_exitco
         click.echo(f"error: {missing} secret reference(s) cannot be read here (--require-secrets); "
                    "see the attention section", err=True)
         return int(ExitCode.ERROR)
-    return int(ExitCode.CHANGES if detailed_exitcode and (plan.has_changes or plan.cache_drift) else ExitCode.OK)
+    return int(ExitCode.CHANGES if detailed_exitcode and (
+        plan.has_changes or plan.cache_drift or plan.drift) else ExitCode.OK)
 
 
 def _warn_deferred(plan: Plan) -> None:
@@ -160,21 +164,28 @@ def _apply_options(func: Any) -> Any:
 @click.argument("planfile", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @dir_option
 @_apply_options
+@plan_options
 @connection_options
 def apply_command(planfile: Path | None, manifest_dir: Path, auto_approve: bool, prune: bool, lock_timeout: float,
                   skip_cache: bool, **conn: Any) -> int:
     """Apply a saved plan (refused if stale: exit 4) or a fresh plan, in one transaction.
 
     \b
+    A saved plan is applied with the options it was made with (--prune, --drift); its environment
+    and --only target must be given again and match, or it is refused as stale.
+
+    \b
     Examples:
       expctl plan --out plan.json && expctl apply plan.json
       expctl apply --auto-approve            # fresh plan, no prompt (CI)
+      expctl plan --only canary --out p.json && expctl apply --only canary p.json
     """
     _check_approval_possible(auto_approve)
     saved = None
     if planfile is not None:
         saved = read_saved_plan(_read_plan_file(planfile), str(planfile))
         prune = bool(saved["options"]["prune"])  # a saved plan is applied with the options it was made with
+        conn["drift_mode"] = str(saved["options"].get("drift", "hold"))
     with open_settings(manifest_dir, lock_timeout_s=lock_timeout, **conn) as settings:
         return _run_apply(_check_cache_targets(settings, skip_cache), prune, auto_approve, saved, "apply")
 
@@ -192,6 +203,7 @@ def _read_plan_file(path: Path) -> bytes:
 @dir_option
 @click.option("--dry-run", is_flag=True, help="Plan only; change nothing.")
 @_apply_options
+@plan_options
 @connection_options
 def reconcile_command(manifest_dir: Path, dry_run: bool, auto_approve: bool, prune: bool, lock_timeout: float,
                       skip_cache: bool, **conn: Any) -> int:
@@ -201,6 +213,8 @@ def reconcile_command(manifest_dir: Path, dry_run: bool, auto_approve: bool, pru
     Examples:
       expctl reconcile --dry-run
       expctl reconcile --auto-approve
+      expctl reconcile --env production --auto-approve
+      expctl reconcile --only canary --drift=revert --auto-approve
       DATABASE_URL=postgresql://... REDIS_URL=redis://... expctl reconcile --auto-approve
     """
     if dry_run:

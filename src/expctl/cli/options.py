@@ -13,14 +13,18 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from expctl.adapters.config import ProjectConfig, load_project_config
 from expctl.app.settings import DEFAULT_REDIS_PREFIX, Settings
 from expctl.core.errors import ConfigError
+from expctl.core.plan import DRIFT_MODES
+from expctl.core.planner import Scope
 from expctl.core.profiles import DEFAULT_PROFILE, PROFILES, GatewayProfile, gateway_profile
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,9 +79,27 @@ def resolve_profile(flag_or_env: str | None, config: ProjectConfig) -> GatewayPr
 
 def dir_option(func: F) -> F:
     return click.option(
-        "--dir", "manifest_dir", type=click.Path(path_type=Path), default=DEFAULT_DIR, envvar="EXPCTL_DIR",
-        show_default=True, help="Manifest directory.",
+        "--dir", "manifest_dir", type=click.Path(path_type=Path), default=None, envvar="EXPCTL_DIR",
+        help=f"Manifest directory (env EXPCTL_DIR). Default: the environment's manifest_dir, else manifest_dir "
+             f"in expctl.toml, else {DEFAULT_DIR}.",
     )(func)
+
+
+def plan_options(func: F) -> F:
+    """`--only` and `--drift`: which manifests a plan covers and what it does with drift."""
+    options = [
+        click.option("--only", "only", multiple=True, metavar="NAME",
+                     help="Plan only the manifests whose name matches (repeatable; glob patterns such as 'search-*'). "
+                          "Others are neither changed nor treated as removed; the plan says it is partial."),
+        click.option("--drift", "drift_mode", type=click.Choice(DRIFT_MODES), default="hold", show_default=True,
+                     envvar="EXPCTL_DRIFT",
+                     help="Values changed outside expctl since its last apply (e.g. an on-call pause in the admin "
+                          "UI): hold keeps them and lists them, revert restores what the manifest says "
+                          "(env EXPCTL_DRIFT)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
 
 
 def connection_options(func: F) -> F:
@@ -94,22 +116,82 @@ def connection_options(func: F) -> F:
     ]
     for option in reversed(options):
         func = option(func)
-    return config_option(profile_option(func))
+    return config_option(profile_option(env_option(func)))
+
+
+def env_option(func: F) -> F:
+    return click.option(
+        "--env", "env_name", envvar="EXPCTL_ENV", metavar="NAME", default=None,
+        help="Environment of expctl.toml to run against (env EXPCTL_ENV): its manifests, scope, and the "
+             "variables holding its database URL, Redis URLs and BYOK key.",
+    )(func)
+
+
+def _explicit(name: str) -> bool:
+    """Whether the current command's parameter `name` was given on the command line."""
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where one run goes: folder, database, Redis targets, the environment holding the secrets."""
+
+    manifest_dir: Path
+    database_url: str | None
+    redis_urls: tuple[str, ...]
+    env: dict[str, str]
+    scope: str
+    environment: str | None = None
+
+
+def _target(config: ProjectConfig, env_name: str | None, manifest_dir: Path | None, database_url: str | None,
+            redis_urls: tuple[str, ...], use_local: bool) -> _Target:
+    env = dict(os.environ)
+    if env_name is None:
+        if config.environments:
+            raise ConfigError(f"{config.path.name if config.path else 'expctl.toml'} defines environments "
+                              f"({', '.join(sorted(config.environments))}): choose one with --env NAME or EXPCTL_ENV")
+        folder = manifest_dir or Path(config.manifest_dir or DEFAULT_DIR)
+        return _Target(folder, database_url, redis_urls, env, config.scope)
+    environment = config.environment(env_name)
+    for option, given, variable in (("--database-url", "database_url", environment.database_url_env),
+                                    ("--redis-url", "redis_urls", environment.redis_url_env)):
+        if _explicit(given):
+            raise ConfigError(f"{option} cannot be combined with --env {env_name}: the environment reads it "
+                              f"from ${variable}")
+    if manifest_dir is not None and manifest_dir != Path(environment.manifest_dir):
+        raise ConfigError(f"--dir {manifest_dir} differs from environment {env_name}'s manifest_dir "
+                          f"({environment.manifest_dir}): drop --dir, or change expctl.toml")
+    url = env.get(environment.database_url_env) or None
+    if url is None and not use_local:
+        raise ConfigError(f"environment {env_name} reads its database URL from ${environment.database_url_env}, "
+                          "which is not set")
+    redis = tuple(u.strip() for u in env.get(environment.redis_url_env, "").split(",") if u.strip())
+    # Only the environment's BYOK key: never another environment's through the shared name.
+    byok = env.pop(environment.byok_key_env, None)
+    env.pop("BYOK_ENCRYPTION_KEY", None)
+    if byok:
+        env["BYOK_ENCRYPTION_KEY"] = byok
+    return _Target(Path(environment.manifest_dir), url, redis, env, environment.scope, env_name)
 
 
 @contextmanager
 def open_settings(
     manifest_dir: Path | None, database_url: str | None, redis_urls: tuple[str, ...], redis_prefix: str,
     use_local: bool, lock_timeout_s: float = 60.0, config_path: Path | None = None,
-    gateway_profile_name: str | None = None,
+    gateway_profile_name: str | None = None, env_name: str | None = None, only: tuple[str, ...] = (),
+    drift_mode: str = "hold",
 ) -> Iterator[Settings]:
     """Settings for one command; starts (and finally stops) the local instance when it is used."""
-    env = dict(os.environ)
-    config = load_config(config_path, env)
+    config = load_config(config_path, os.environ)
     profile = resolve_profile(gateway_profile_name, config)
-    if database_url and not use_local:
-        yield Settings(manifest_dir or Path(DEFAULT_DIR), database_url, redis_urls, redis_prefix, env,
-                       lock_timeout_s=lock_timeout_s, config=config, gateway_profile=profile)
+    where = _target(config, env_name, manifest_dir, database_url, redis_urls, use_local)
+    env, redis_urls = where.env, where.redis_urls
+    plan_scope = Scope(where.scope, tuple(sorted(set(only))) or None, where.environment, drift_mode)
+    if where.database_url and not use_local:
+        yield Settings(where.manifest_dir, where.database_url, redis_urls, redis_prefix, env,
+                       lock_timeout_s=lock_timeout_s, config=config, gateway_profile=profile, plan_scope=plan_scope)
         return
     if in_ci(env) and not use_local:
         raise ConfigError(f"DATABASE_URL is not set and CI={env['CI']!r}: set DATABASE_URL, or pass --local to "
@@ -120,5 +202,6 @@ def open_settings(
         click.echo(f"expctl: using the embedded local PostgreSQL and Redis under {local.state_dir} "
                    "(no DATABASE_URL given; stopped when this command ends)", err=True)
         env.setdefault("BYOK_ENCRYPTION_KEY", local.byok_key)
-        yield Settings(manifest_dir or Path(DEFAULT_DIR), local.database_url, redis_urls or (local.redis_url,),
-                       redis_prefix, env, lock_timeout_s=lock_timeout_s, config=config, gateway_profile=profile)
+        yield Settings(where.manifest_dir, local.database_url, redis_urls or (local.redis_url,),
+                       redis_prefix, env, lock_timeout_s=lock_timeout_s, config=config, gateway_profile=profile,
+                       plan_scope=plan_scope)

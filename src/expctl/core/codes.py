@@ -135,6 +135,8 @@ _ALL = (
          "name a folder that holds only api key files, e.g. /etc/expctl/secrets or secrets", _CONFIG),
     Code("E505", "a `host_pins` key that is not `env:NAME` / `file:PATH`, an empty host list, or a bad host "
          "pattern", "write a host (api.example.com) or *.domain (*.example.com)", _CONFIG),
+    Code("E506", "a bad `scope`, environment name or `manifest_dir`, or an environment's credential variable "
+         "that a manifest could read", "see README, Configuration, Environments", _CONFIG),
 )
 
 CODES: Mapping[str, Code] = MappingProxyType({c.code: c for c in _ALL})

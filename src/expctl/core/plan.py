@@ -36,6 +36,9 @@ class ChangeKind(StrEnum):
     ROTATE_KEY = "rotate_key"
     DELETE_EXPERIMENT = "delete_experiment"
     RELEASE = "release"
+    # Beyond the original list: an imported manifest's `adopt` binds an existing row
+    # (docs/design.md#ownership-and-identity).
+    ADOPT_EXPERIMENT = "adopt_experiment"
 
 
 IRREVERSIBLE_TRANSITIONS = frozenset({"completed"})
@@ -55,6 +58,20 @@ class NewVersion:
 
 
 @dataclass(frozen=True)
+class Drift:
+    """The database value a change would overwrite was set outside expctl since its last apply
+    (docs/design.md#drift): when and by whom where the gateway's tables say, and whether this plan
+    holds it (keeps the database value) instead of reverting it."""
+
+    at: str | None
+    by: str | None
+    held: bool
+
+    def to_record(self) -> dict[str, Any]:
+        return {"at": self.at, "by": self.by, "held": self.held}
+
+
+@dataclass(frozen=True)
 class Change:
     """One change; `row_id` (the variant's row) and `version` are what apply executes, beside what
     the record shows."""
@@ -71,6 +88,12 @@ class Change:
     shares_after: dict[str, float] | None = None
     row_id: str | None = None
     version: NewVersion | None = None
+    drift: Drift | None = None
+
+    @property
+    def held(self) -> bool:
+        """Not applied: drift this plan keeps (`--drift=hold`)."""
+        return self.drift is not None and self.drift.held
 
     @property
     def irreversible(self) -> bool:
@@ -98,6 +121,7 @@ class Change:
             "routing": self.routing,
             "irreversible": self.irreversible,
             "shares_after": self.shares_after,
+            "drift": None if self.drift is None else self.drift.to_record(),
         }
 
 
@@ -158,6 +182,14 @@ class ExperimentPlan:
     shares_after: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     status_before: str | None = None
+    # What expctl records as applied for this experiment (docs/design.md#drift) when it differs from
+    # what it recorded before; None: nothing to record. Derived from the manifests and the state.
+    applied: Mapping[str, Any] | None = None
+
+    @property
+    def applied_changes(self) -> tuple[Change, ...]:
+        """The changes apply executes: all but held drift."""
+        return tuple(c for c in self.changes if not c.held)
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -173,13 +205,21 @@ class ExperimentPlan:
 
 @dataclass(frozen=True)
 class UnmanagedExperiment:
+    """A row this run does not manage: created outside expctl, or bound by another scope (`scope`)."""
+
     id: str
     name: str
     public_model_id: str
     status: str
+    scope: str | None = None
 
     def to_record(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "public_model_id": self.public_model_id, "status": self.status}
+        return {"id": self.id, "name": self.name, "public_model_id": self.public_model_id, "status": self.status,
+                "scope": self.scope}
+
+
+DEFAULT_SCOPE = "default"
+DRIFT_MODES = ("hold", "revert")
 
 
 @dataclass(frozen=True)
@@ -197,21 +237,37 @@ class Plan:
     attention: tuple[Attention, ...] = ()
     # The gateway profile the plan was made for: part of `plan_id` (a saved plan applies under it only).
     gateway_profile: str = DEFAULT_PROFILE
+    # Which environment of expctl.toml (None: none configured), which scope owns the bindings, which
+    # manifest names were targeted (`--only`; None: all), and what happens to drift: all in `plan_id`.
+    environment: str | None = None
+    scope: str = DEFAULT_SCOPE
+    target: tuple[str, ...] | None = None
+    drift_mode: str = "hold"
 
     def changes(self) -> list[tuple[ExperimentPlan, Change]]:
         return [(e, c) for e in self.experiments for c in e.changes]
 
     @property
     def refused(self) -> list[tuple[ExperimentPlan, Change]]:
-        return [(e, c) for e, c in self.changes() if not c.allowed]
+        return [(e, c) for e, c in self.changes() if not c.allowed and not c.held]
 
     @property
     def has_changes(self) -> bool:
-        return any(e.changes for e in self.experiments)
+        """Whether apply changes a gateway row (held drift is not applied)."""
+        return any(e.applied_changes for e in self.experiments)
+
+    @property
+    def drift(self) -> list[tuple[ExperimentPlan, Change]]:
+        return [(e, c) for e, c in self.changes() if c.drift is not None]
+
+    @property
+    def records_applied(self) -> bool:
+        """Whether apply writes expctl's record of what it applied (even with no gateway change)."""
+        return any(e.applied is not None for e in self.experiments)
 
     @property
     def routing_public_ids(self) -> set[str]:
-        return {e.public_model_id for e, c in self.changes() if c.routing}
+        return {e.public_model_id for e, c in self.changes() if c.routing and not c.held}
 
     def summary(self) -> dict[str, int]:
         """Counts per change kind, `total`, `refused` and `irreversible` (a fresh dict per call,
@@ -221,16 +277,21 @@ class Plan:
     @cached_property
     def _summary(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
-        refused = irreversible = 0
+        refused = irreversible = drift = held = 0
         for experiment in self.experiments:
             for c in experiment.changes:
                 counts[c.kind.value] += 1
-                refused += not c.allowed
+                refused += not c.allowed and not c.held
                 irreversible += c.irreversible
+                if c.drift is not None:
+                    drift += 1
+                    held += c.drift.held
         record = {kind.value: counts.get(kind.value, 0) for kind in ChangeKind}
         record["total"] = sum(counts.values())
         record["refused"] = refused
         record["irreversible"] = irreversible
+        record["drift"] = drift
+        record["held"] = held
         found = Counter(item.kind for item in self.attention)
         for kind, key in ATTENTION_SUMMARY_KEYS.items():
             record[key] = found.get(kind, 0)
@@ -258,9 +319,12 @@ class Plan:
         body: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "gateway_profile": self.gateway_profile,
+            "environment": self.environment,
+            "scope": self.scope,
+            "target": None if self.target is None else list(self.target),
             "state_fingerprint": self.state_fingerprint,
             "manifests_digest": self.manifests_digest,
-            "options": {"prune": self.prune},
+            "options": {"prune": self.prune, "drift": self.drift_mode},
             "summary": self.summary(),
             "experiments": [e.to_record() for e in self.experiments],
             "unmanaged": [u.to_record() for u in self.unmanaged],

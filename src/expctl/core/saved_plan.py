@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from expctl.core.errors import PlanFileError, StalePlanError
-from expctl.core.plan import CHECKED_AT_APPLY, FORMAT_VERSION, Plan, plan_digest
+from expctl.core.plan import CHECKED_AT_APPLY, DRIFT_MODES, FORMAT_VERSION, Plan, plan_digest
 from expctl.core.render.text import deferred_key_checks
 
 MAX_PLAN_BYTES = 256 * 1024 * 1024  # a 10,000-experiment plan is about 30 MB
@@ -74,6 +74,8 @@ def _check_shape(record: Mapping[str, Any], name: str) -> None:
         raise PlanFileError(f"{name} is not a saved expctl plan: plan_id is not a sha256 digest")
     if not isinstance(record["options"].get("prune"), bool):
         raise PlanFileError(f"{name} is not a saved expctl plan: options.prune must be true or false")
+    if record["options"].get("drift", "hold") not in DRIFT_MODES:
+        raise PlanFileError(f"{name} is not a saved expctl plan: options.drift must be one of {', '.join(DRIFT_MODES)}")
 
 
 def check_saved_plan(saved: Mapping[str, Any], fresh: Plan) -> None:
@@ -84,7 +86,21 @@ def check_saved_plan(saved: Mapping[str, Any], fresh: Plan) -> None:
                          "nothing was applied. Run `expctl plan --out` again and review it")
 
 
+def _describe_target(target: Any) -> str:
+    if not isinstance(target, list) or not target:
+        return "every manifest (no --only)"
+    return "only " + ", ".join(repr(str(t)[:100]) for t in target[:10]) + (" …" if len(target) > 10 else "")
+
+
 def _first_difference(saved: Mapping[str, Any], fresh: Mapping[str, Any]) -> str:
+    if saved.get("environment") != fresh["environment"]:
+        return (f"it was made for environment {str(saved.get('environment'))[:40]}, this run targets "
+                f"{fresh['environment']} (--env / EXPCTL_ENV)")
+    if saved.get("scope", fresh["scope"]) != fresh["scope"]:
+        return f"it was made for scope {str(saved.get('scope'))[:100]!r}, this run's scope is {fresh['scope']!r}"
+    if saved.get("target") != fresh["target"]:
+        return (f"it targets {_describe_target(saved.get('target'))}, this run targets "
+                f"{_describe_target(fresh['target'])}: give the same --only to apply it")
     if saved["manifests_digest"] != fresh["manifests_digest"]:
         return "the manifests changed since it was saved"
     if saved["state_fingerprint"] != fresh["state_fingerprint"]:

@@ -138,6 +138,8 @@ class DesiredExperiment:
     field_locations: Mapping[str, Location] = field(default_factory=dict, compare=False)
     # `model_experiment.metadata` as the manifest gives it (gateway profile 2026-11); None = NULL.
     metadata: Mapping[str, Any] | None = None
+    # `adopt: <experiment id>` (written by `expctl import`): bind that existing row instead of creating one.
+    adopt: str | None = None
 
     def loc(self, name: str) -> Location:
         return self.field_locations.get(name, self.location)
@@ -162,6 +164,7 @@ class DesiredExperiment:
                 }
                 for v in self.variants
             ],
+            **({"adopt": self.adopt} if self.adopt is not None else {}),
         }
 
 
@@ -171,6 +174,7 @@ class ActualVersion:
     upstream: Mapping[str, Any]
     encrypted_api_key: Mapping[str, Any]
     effective_at: datetime | None = None
+    created_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,10 @@ class ActualExperiment:
     ended_at: datetime | None = None
     updated_at: datetime | None = None
     metadata: Mapping[str, Any] | None = None
+    # What expctl recorded as applied (docs/design.md#drift); None: nothing recorded yet.
+    applied: Mapping[str, Any] | None = None
+    # The scope of a binding that belongs to another project or environment (then managed_name is None).
+    owner_scope: str | None = None
 
     @property
     def routed(self) -> bool:
@@ -211,6 +219,8 @@ class ActualExperiment:
             "is_archived": self.is_archived,
             "metadata": None if self.metadata is None else dict(self.metadata),
             "managed_name": self.managed_name,
+            "owner_scope": self.owner_scope,
+            "applied": None if self.applied is None else dict(self.applied),
             "variants": [
                 {
                     "id": v.id,

@@ -354,13 +354,13 @@ def to_desired(manifest: AnyManifest, doc: Document) -> DesiredExperiment:
             field_locations=doc.field_locations(base, ("label", "weight", "upstream", "api_key", "renamed_from")),
         ))
     fields = ("name", "public_model_id", "display_name", "description", "status", "archived", "variants",
-              "metadata")
+              "metadata", "adopt")
     # Stored as given, as plain JSON; absent = NULL (the gateway then lists the model with defaults).
     metadata = (manifest.metadata.model_dump(exclude_none=True, mode="json")
                 if isinstance(manifest, Manifest202611) and manifest.metadata is not None else None)
     return DesiredExperiment(
         name=manifest.name, public_model_id=manifest.public_model_id, display_name=manifest.display_name,
         description=manifest.description, status=manifest.status, archived=manifest.archived,
-        variants=tuple(variants), metadata=metadata, location=doc.start,
+        variants=tuple(variants), metadata=metadata, adopt=manifest.adopt, location=doc.start,
         field_locations=doc.field_locations((), fields),
     )

@@ -72,6 +72,8 @@ class _Batch:
     field_updates: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     new_experiments: list[dict[str, Any]] = field(default_factory=list)
     new_bindings: list[dict[str, Any]] = field(default_factory=list)
+    # (manifest name, record) of what is applied, for bindings that exist already (docs/design.md#drift)
+    applied_records: list[dict[str, Any]] = field(default_factory=list)
     renames: list[dict[str, Any]] = field(default_factory=list)
     removed_variants: list[str] = field(default_factory=list)
     new_variants: list[dict[str, Any]] = field(default_factory=list)
@@ -124,6 +126,7 @@ class _Target:
     id: str
     name: str
     expected_status: str
+    applied: str | None = None  # the record of what is applied, as JSON text, when it is written
 
 
 def _create(batch: _Batch, target: _Target, change: Change) -> None:
@@ -134,7 +137,11 @@ def _create(batch: _Batch, target: _Target, change: Change) -> None:
         # Text, as COPY takes a jsonb column; None (no metadata, or profile 2026-05) is SQL NULL.
         "metadata": None if after.get("metadata") is None else canonical_json(after["metadata"]),
     })
-    batch.new_bindings.append({"name": target.name, "experiment_id": target.id})
+    _bind(batch, target)
+
+
+def _bind(batch: _Batch, target: _Target) -> None:
+    batch.new_bindings.append({"name": target.name, "experiment_id": target.id, "applied": target.applied})
 
 
 def _transition(batch: _Batch, target: _Target, change: Change) -> None:
@@ -162,6 +169,7 @@ def _new_version(batch: _Batch, target: _Target, change: Change, variant_id: str
 # What each kind of change adds to the batch; field updates are gathered per experiment instead.
 _COLLECT: dict[ChangeKind, Callable[[_Batch, _Target, Change], None]] = {
     ChangeKind.CREATE_EXPERIMENT: _create,
+    ChangeKind.ADOPT_EXPERIMENT: lambda b, t, c: _bind(b, t),
     ChangeKind.TRANSITION: _transition,
     ChangeKind.DELETE_EXPERIMENT: lambda b, t, c: b.delete_drafts.append(t.id),
     ChangeKind.RELEASE: lambda b, t, c: b.releases.append(t.name),
@@ -176,7 +184,7 @@ _COLLECT: dict[ChangeKind, Callable[[_Batch, _Target, Change], None]] = {
 
 def _expected_status(plan: ExperimentPlan) -> str:
     """The status an experiment's field updates find: the one it leaves routing to, if it does."""
-    for change in plan.changes:
+    for change in plan.applied_changes:
         if change.kind is ChangeKind.TRANSITION and change.after in LEAVING_ROUTING:
             return str(change.after)
     return plan.status_before or "draft"
@@ -186,11 +194,16 @@ def collect(plan: Plan) -> _Batch:
     """Walks the (fully allowed) plan's changes once and groups their writes by statement."""
     batch = _Batch()
     for experiment in plan.experiments:
-        if not experiment.changes:
+        changes = experiment.applied_changes
+        applied = None if experiment.applied is None else canonical_json(experiment.applied)
+        binds = any(c.kind in (ChangeKind.CREATE_EXPERIMENT, ChangeKind.ADOPT_EXPERIMENT) for c in changes)
+        if experiment.applied is not None and not binds:
+            batch.applied_records.append({"_name": experiment.name, "applied": experiment.applied})
+        if not changes:
             continue
-        target = _Target(experiment.experiment_id or new_id(), experiment.name, _expected_status(experiment))
+        target = _Target(experiment.experiment_id or new_id(), experiment.name, _expected_status(experiment), applied)
         fields: dict[str, Any] = {}
-        for change in experiment.changes:
+        for change in changes:
             if change.kind in (ChangeKind.UPDATE_FIELD, ChangeKind.ARCHIVE, ChangeKind.UNARCHIVE):
                 fields[_FIELD_COLUMNS[str(change.field)]] = change.after
             else:
@@ -204,7 +217,7 @@ def collect(plan: Plan) -> _Batch:
 def _lock_touched(conn: Connection, plan: Plan) -> None:
     """Locks the existing experiment rows the plan changes; aborts if one's status moved since the read."""
     expected = {e.experiment_id: e.status_before for e in plan.experiments
-                if e.changes and e.experiment_id is not None}
+                if e.applied_changes and e.experiment_id is not None}
     if not expected:
         return
     query = select(E.c.id, E.c.status).where(_ids(E.c.id, sorted(expected))).order_by(E.c.id).with_for_update()
@@ -276,7 +289,7 @@ def _insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]],
         raise DBAPIError.instance(statement.as_string(raw), None, err, psycopg.Error) from err
 
 
-def _leave_routing(conn: Connection, batch: _Batch) -> None:
+def _leave_routing(conn: Connection, batch: _Batch, scope: str) -> None:
     for (before, after), ids in sorted(batch.leave_routing.items()):
         values: dict[str, Any] = {"status": after, "updated_at": func.now()}
         if transition_rule(before, after).sets_ended_at:
@@ -288,7 +301,8 @@ def _leave_routing(conn: Connection, batch: _Batch) -> None:
         result = conn.execute(delete(E).where(_ids(E.c.id, batch.delete_drafts), E.c.status == "draft"))
         _expect_rows(result.rowcount, len(batch.delete_drafts), "delete drafts")
     if batch.releases:
-        conn.execute(delete(expctl_binding).where(_ids(expctl_binding.c.name, batch.releases)))
+        conn.execute(delete(expctl_binding).where(expctl_binding.c.scope == scope,
+                                                  _ids(expctl_binding.c.name, batch.releases)))
 
 
 def _fields(conn: Connection, batch: _Batch) -> None:
@@ -305,10 +319,11 @@ def _update_variants(conn: Connection, name: str, rows: Sequence[Mapping[str, An
     conn.execute(update(V).where(V.c.id == source.c["_id"]).values(**{name: source.c[name]}, updated_at=func.now()))
 
 
-def _structure(conn: Connection, batch: _Batch, versions: Future[list[dict[str, Any]]]) -> None:
+def _structure(conn: Connection, batch: _Batch, versions: Future[list[dict[str, Any]]], scope: str) -> None:
     if batch.new_experiments:
         _insert(conn, E, batch.new_experiments)
-        _insert(conn, expctl_binding, batch.new_bindings)
+    if batch.new_bindings:
+        _insert(conn, expctl_binding, batch.new_bindings, {"scope": scope})
     if batch.renames:
         # Two steps, so that swapping two labels never trips the (experiment_id, label) unique constraint.
         temp = [{"_id": r["_id"], "label": f"~expctl-rename-{r['_id']}"} for r in batch.renames]
@@ -345,10 +360,21 @@ def execute(conn: Connection, plan: Plan, ctx: ApplyContext) -> None:
         # thread does it while this one waits for PostgreSQL to take the earlier steps' rows.
         versions = pool.submit(version_rows, ctx, batch.new_versions)
         _lock_touched(conn, plan)
-        _leave_routing(conn, batch)
+        _leave_routing(conn, batch, plan.scope)
         _fields(conn, batch)
-        _structure(conn, batch, versions)
+        _structure(conn, batch, versions, plan.scope)
     _activate(conn, batch)
+    _record_applied(conn, batch, plan.scope)
+
+
+def _record_applied(conn: Connection, batch: _Batch, scope: str) -> None:
+    """What this run applied, for the bindings that already existed: one statement."""
+    if not batch.applied_records:
+        return
+    B = expctl_binding
+    source = _rows({"_name": B.c.name, "applied": B.c.applied}, batch.applied_records)
+    conn.execute(update(B).where(B.c.scope == scope, B.c.name == source.c["_name"])
+                 .values(applied=source.c["applied"]))
 
 
 def changed_public_ids(plan: Plan) -> Sequence[str]:
@@ -356,6 +382,6 @@ def changed_public_ids(plan: Plan) -> Sequence[str]:
     ids = set(plan.routing_public_ids)
     for experiment in plan.experiments:
         for change in experiment.changes:
-            if change.field == "public_model_id" and change.allowed:
+            if change.field == "public_model_id" and change.allowed and not change.held:
                 ids.update((str(change.before), str(change.after)))
     return sorted(ids)

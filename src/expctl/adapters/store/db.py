@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from expctl.adapters.store.tables import EXPCTL_TABLES, GATEWAY_TABLES, metadata
+from expctl.adapters.store.tables import EXPCTL_TABLES, GATEWAY_TABLES, expctl_binding, metadata
 from expctl.core.errors import ConfigError, ConnectionFailed, ExpctlError, LockTimeout
+from expctl.core.plan import DEFAULT_SCOPE
 from expctl.core.redact import redact_url, scrub_error
 
 CONNECT_TIMEOUT_S = 10
@@ -101,24 +102,64 @@ def read_only(url: str) -> Iterator[Connection]:
             conn.rollback()
 
 
-def init_schema(conn: Connection) -> list[str]:
-    """Creates the tables (and their indexes) that are missing; never alters an existing table."""
+def init_schema(conn: Connection) -> tuple[list[str], list[str]]:
+    """Creates the tables (and their indexes) that are missing, and adds to expctl's own binding
+    table what older versions lacked (docs/design.md#tables-expctl-owns); never alters a gateway table.
+    Returns (the tables created, what was added to existing ones)."""
     # Serialises concurrent inits (e.g. several reconciles on a fresh database).
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('expctl:db-init'))"))
-    missing = [t for t in (*GATEWAY_TABLES, *EXPCTL_TABLES) if t.name in missing_tables(conn)]
+    columns = _schema_columns(conn)
+    missing = [t for t in (*GATEWAY_TABLES, *EXPCTL_TABLES) if t.name not in columns]
     metadata.create_all(conn, tables=missing, checkfirst=True)
-    return [t.name for t in missing]
+    upgraded = []
+    if expctl_binding.name in columns and _binding_outdated(columns):
+        _upgrade_bindings(conn)
+        upgraded.append(f"{expctl_binding.name} (added scope and applied; every binding kept, in scope "
+                        f"{DEFAULT_SCOPE!r})")
+    return [t.name for t in missing], upgraded
+
+
+def _upgrade_bindings(conn: Connection) -> None:
+    """Bindings made before scopes existed belong to the default scope; the key becomes (scope, name)."""
+    conn.execute(text(f"ALTER TABLE expctl_binding ADD COLUMN IF NOT EXISTS scope text NOT NULL "
+                      f"DEFAULT '{DEFAULT_SCOPE}'"))
+    conn.execute(text("ALTER TABLE expctl_binding ADD COLUMN IF NOT EXISTS applied jsonb"))
+    conn.execute(text("ALTER TABLE expctl_binding DROP CONSTRAINT IF EXISTS expctl_binding_pkey"))
+    conn.execute(text("ALTER TABLE expctl_binding ADD PRIMARY KEY (scope, name)"))
+
+
+def _schema_columns(conn: Connection) -> dict[str, set[str]]:
+    """Table name -> its columns, for the tables expctl reads, in one query."""
+    names = [t.name for t in (*GATEWAY_TABLES, *EXPCTL_TABLES)]
+    # The catalog, not information_schema: that one hides tables the role has no privilege on.
+    rows = conn.execute(text(
+        "SELECT c.relname, a.attname FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+        "WHERE c.relname = ANY(:names) AND c.relkind IN ('r', 'p') AND pg_catalog.pg_table_is_visible(c.oid)"),
+        {"names": names})
+    columns: dict[str, set[str]] = {}
+    for table, column in rows:
+        columns.setdefault(table, set()).add(column)
+    return columns
+
+
+def _binding_outdated(columns: dict[str, set[str]]) -> bool:
+    return not {"scope", "applied"} <= columns.get(expctl_binding.name, set())
 
 
 def missing_tables(conn: Connection) -> list[str]:
-    existing = set(inspect(conn).get_table_names())
+    existing = _schema_columns(conn)
     return [t.name for t in (*GATEWAY_TABLES, *EXPCTL_TABLES) if t.name not in existing]
 
 
 def require_schema(conn: Connection) -> None:
-    missing = missing_tables(conn)
+    columns = _schema_columns(conn)
+    missing = [t.name for t in (*GATEWAY_TABLES, *EXPCTL_TABLES) if t.name not in columns]
     if missing:
         raise ConfigError(f"the database lacks tables {', '.join(missing)}: run `expctl db init` first")
+    if _binding_outdated(columns):
+        raise ConfigError("expctl_binding was created by an older expctl (no scope column): run `expctl db init` "
+                          "to add it; every binding is kept")
 
 
 def take_apply_lock(conn: Connection, timeout_s: float) -> None:

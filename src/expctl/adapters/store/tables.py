@@ -94,15 +94,18 @@ Index(
 
 GATEWAY_TABLES = (model_experiment, model_experiment_variant, model_experiment_variant_version)
 
-# Which manifest `name` owns which experiment. Deleting the experiment row (e.g. in the admin UI)
-# drops the binding too, so a manifest never points at a row that no longer exists.
+# Which manifest `name` of which scope (a project or environment, docs/design.md#scopes) owns which
+# experiment, and what expctl last applied to it (docs/design.md#drift). Deleting the experiment row
+# (e.g. in the admin UI) drops the binding too, so a manifest never points at a row that no longer exists.
 expctl_binding = Table(
     "expctl_binding",
     metadata,
+    Column("scope", Text, primary_key=True, server_default=text("'default'")),
     Column("name", Text, primary_key=True),
     Column("experiment_id", UUID(as_uuid=False), ForeignKey("model_experiment.id", ondelete="CASCADE"),
            nullable=False, unique=True),
     Column("bound_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("applied", JSONB, nullable=True),
 )
 
 # One row per apply/reconcile/import run: who, which revision, which plan, what happened.

@@ -202,6 +202,9 @@ class Variant202611(_VariantFields):
     api_key: FromEnv | FromFile
 
 
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
 class _ManifestFields(StrictModel):
     """What both profiles' manifests share: one model experiment, identified by `name` for its whole life."""
 
@@ -213,6 +216,8 @@ class _ManifestFields(StrictModel):
     description: str | None = Field(default=None, max_length=2000)
     status: Literal["draft", "active", "paused", "completed"] = "draft"
     archived: bool = False
+    # Written by `expctl import`: the id of the existing experiment this manifest adopts (binds) on apply.
+    adopt: str | None = Field(default=None, pattern=UUID_PATTERN)
 
 
 class Manifest(_ManifestFields):

@@ -18,6 +18,7 @@ import html
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 
+from expctl.core.render.drift_view import drift_note, drift_text, is_held, partial_note
 from expctl.core.render.text import (
     Record,
     action_word,
@@ -68,9 +69,9 @@ def _join(*blocks: str) -> str:
 def _verdict(record: Record) -> str:
     total, irreversible, shifts, refused = counts(record)
     if total == 0:
-        return "**No changes.**" + escape(attention_note(record))
+        return "**No changes.**" + escape(drift_note(record).replace("; ", " ", 1) + attention_note(record))
     tally = (f"{plural(total, 'change')}, {irreversible} irreversible, {plural(shifts, 'traffic shift')}"
-             f"{deferred_note(record).replace(';', ',')}")
+             f"{deferred_note(record).replace(';', ',')}{drift_note(record).replace(';', ',')}")
     note = escape(attention_note(record))
     if refused:
         return f"❌ **{refused} refused: nothing will be applied** ({tally}){note}"
@@ -79,7 +80,18 @@ def _verdict(record: Record) -> str:
 
 def _head(record: Record) -> str:
     plan = f"Plan {_code(record['plan_id'])}{escape(profile_note(record))}"
+    partial = partial_note(record)
+    plan += f"\n\n_{escape(partial)}_" if partial else ""
     return f"{MARKER}\n### expctl plan\n{_verdict(record)}\n\n{plan}\n"
+
+
+def _drift(record: Record) -> str:
+    """Every drift change, never cut: an on-call person's pause must not vanish from a comment."""
+    bullets = [f"- **{escape(e['name'])}**: {escape(describe_change(c))} — {escape(drift_text(c))}"
+               for e, c in all_changes(record) if c.get("drift")]
+    if not bullets:
+        return ""
+    return "#### ↩️ Drift: changed outside expctl since its last apply\n" + "".join(b + "\n" for b in bullets)
 
 
 def _headline_bullet(experiment: Record, change: Record) -> str:
@@ -129,7 +141,7 @@ def _headline_levels(record: Record) -> Iterator[str]:
 def _refusals(record: Record) -> str:
     bullets = []
     for experiment, change in all_changes(record):
-        if change["allowed"]:
+        if change["allowed"] or is_held(change):
             continue
         loc = change["location"]
         where = f" at {_code(loc['path'] + ':' + str(loc['line']))}" if loc is not None else ""
@@ -253,7 +265,7 @@ def render_markdown(
     record: Record, max_chars: int = GITHUB_COMMENT_LIMIT, artifact_hint: str | None = None
 ) -> str:
     """The plan as a PR comment of at most `max_chars` characters (see the module docstring)."""
-    head, refusals, cache = _head(record), _refusals(record), _cache(record)
+    head, refusals, cache = _head(record), _refusals(record) + _drift(record), _cache(record)
     rows, details, omitted = _table_rows(record), _details(record), _omitted(record, artifact_hint)
     unmanaged_full, unmanaged_short = _unmanaged(record, short=False), _unmanaged(record, short=True)
     full_table = _table(rows, len(rows))

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from expctl.core.render.drift_view import context_parts, drift_note, drift_text, is_held, partial_note
 from expctl.core.render.jsondiff import changed_keys, leaves
 
 Record = Mapping[str, Any]
@@ -68,8 +69,9 @@ def is_headline(change: Record) -> bool:
 
 
 def counts(record: Record) -> tuple[int, int, int, int]:
-    """(changes, irreversible, traffic shifts that are not also irreversible, refused)."""
-    changes = [c for _, c in all_changes(record)]
+    """(changes, irreversible, traffic shifts that are not also irreversible, refused); held drift,
+    which is not applied, is counted apart (`drift_note`)."""
+    changes = [c for _, c in all_changes(record) if not is_held(c)]
     irreversible = sum(1 for c in changes if c["irreversible"])
     shifts = sum(1 for c in changes if is_traffic_shift(c) and not c["irreversible"])
     refused = sum(1 for c in changes if not c["allowed"])
@@ -189,6 +191,8 @@ _DESCRIBE: dict[str, Callable[[Record], str]] = {
     "create_experiment": lambda c: _create(c["after"]),
     "delete_experiment": lambda c: f"delete experiment (now {value_text(c['before'])})",
     "release": lambda c: "release from management (the row is kept, expctl stops managing it)",
+    "adopt_experiment": lambda c: (f"adopt experiment {value_text(_get(c['after'], 'experiment_id'))} "
+                                   "(bind the existing row to this manifest)"),
 }
 
 
@@ -211,11 +215,13 @@ def action_word(change: Record) -> str:
     if kind == "rotate_key" and key_text(change["after"]).startswith(CHECKED_AT_APPLY):
         return "check key"
     words = {"create_experiment": "create", "delete_experiment": "delete", "reweight_variant": "reweight",
-             "hot_swap": "hot-swap", "rotate_key": "rotate key"}
+             "hot_swap": "hot-swap", "rotate_key": "rotate key", "adopt_experiment": "adopt"}
     return words.get(kind, str(kind).replace("_", " "))
 
 
 def sign(change: Record) -> str:
+    if is_held(change):
+        return "="
     if not change["allowed"]:
         return "!"
     return {"create_experiment": "+", "add_variant": "+", "remove_variant": "-", "delete_experiment": "-"}.get(
@@ -230,10 +236,13 @@ def location_text(change: Record) -> str:
 def change_body(change: Record) -> str:
     """The line after the sign: what the change does, or `REFUSED …: <reason> (path:line:col)`."""
     text = describe_change(change)
+    drift = drift_text(change)
+    if is_held(change):
+        return f"{text} [{drift}]"
     if not change["allowed"]:
         return f"REFUSED {text}: {change['reason']} ({location_text(change)})"
     reason = change["reason"]
-    return text + (f" ({reason})" if reason and reason not in text else "")
+    return text + (f" ({reason})" if reason and reason not in text else "") + (f" [{drift}]" if drift else "")
 
 
 def change_line(change: Record) -> str:
@@ -282,15 +291,16 @@ def membership_text(cache: Record) -> str:
 def profile_note(record: Record) -> str:
     """` (gateway profile 2026-11)`; nothing for a record made before profiles existed."""
     profile = record.get("gateway_profile")
-    return f" (gateway profile {clean(str(profile))})" if profile else ""
+    parts = ([f"gateway profile {profile}"] if profile else []) + context_parts(record)
+    return clean(f" ({', '.join(parts)})") if parts else ""
 
 
 def verdict(record: Record) -> str:
     total, irreversible, shifts, refused = counts(record)
     if total == 0:
-        return "No changes." + attention_note(record)
+        return "No changes." + drift_note(record).replace("; ", " ", 1) + attention_note(record)
     text = (f"Plan: {plural(total, 'change')} ({irreversible} irreversible, {plural(shifts, 'traffic shift')}"
-            f"{deferred_note(record)}), {refused} refused")
+            f"{deferred_note(record)}{drift_note(record)}), {refused} refused")
     return text + (": nothing will be applied" if refused else "") + attention_note(record)
 
 
@@ -335,7 +345,7 @@ def _paint(line: str, change: Record, color: bool) -> str:
 
 def headline_changes(record: Record) -> list[tuple[Record, Record]]:
     """Irreversible changes first, then traffic shifts, each group in plan order."""
-    changes = all_changes(record)
+    changes = [(e, c) for e, c in all_changes(record) if not is_held(c)]
     return [(e, c) for e, c in changes if c["irreversible"]] + [
         (e, c) for e, c in changes if is_traffic_shift(c) and not c["irreversible"]]
 
@@ -370,8 +380,12 @@ def _experiment_section(experiment: Record, color: bool) -> list[str]:
 
 
 def _unmanaged_lines(unmanaged: Iterable[Record]) -> list[str]:
-    return [clean(f"unmanaged (never touched): {u['name']} ({u['public_model_id']}, {u['status']})")
-            for u in unmanaged]
+    return [clean(f"{_owner(u)}: {u['name']} ({u['public_model_id']}, {u['status']})") for u in unmanaged]
+
+
+def _owner(unmanaged: Record) -> str:
+    scope = unmanaged.get("scope")
+    return f"scope {scope} (never touched)" if scope else "unmanaged (never touched)"
 
 
 def _attention_section(record: Record) -> list[str]:
@@ -389,7 +403,8 @@ def render_text(record: Record, color: bool = False) -> str:
     if color:
         head = f"{_BOLD}{head}{_RESET}"
         summary = f"{_BOLD}{_RED}{summary}{_RESET}" if counts(record)[3] else f"{_BOLD}{summary}{_RESET}"
-    lines = [head, summary, ""]
+    partial = partial_note(record)
+    lines = [head, summary, *([partial] if partial else []), ""]
     lines += _headline_section(record, color)
     lines += _attention_section(record)
     for experiment in record["experiments"]:
