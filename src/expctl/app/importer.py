@@ -323,7 +323,7 @@ def bind(settings: Settings, imported: Sequence[Imported]) -> None:
     """Inserts every binding in one transaction under the apply lock, or none."""
     try:
         with connect(settings.database_url) as conn, conn.begin():
-            take_apply_lock(conn, settings.lock_timeout_s)
+            take_apply_lock(conn, settings.apply_lock())
             _check_unchanged(imported, read_state(conn))
             conn.execute(insert(expctl_binding),
                          [{"name": i.name, "experiment_id": i.experiment.id} for i in imported])

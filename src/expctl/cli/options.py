@@ -107,9 +107,11 @@ def open_settings(
     env = dict(os.environ)
     config = load_config(config_path, env)
     profile = resolve_profile(gateway_profile_name, config)
+    command = _command_name()
     if database_url and not use_local:
         yield Settings(manifest_dir or Path(DEFAULT_DIR), database_url, redis_urls, redis_prefix, env,
-                       lock_timeout_s=lock_timeout_s, config=config, gateway_profile=profile)
+                       lock_timeout_s=lock_timeout_s, config=config, gateway_profile=profile,
+                       command=command, on_lock_wait=_say_lock_wait)
         return
     if in_ci(env) and not use_local:
         raise ConfigError(f"DATABASE_URL is not set and CI={env['CI']!r}: set DATABASE_URL, or pass --local to "
@@ -121,4 +123,19 @@ def open_settings(
                    "(no DATABASE_URL given; stopped when this command ends)", err=True)
         env.setdefault("BYOK_ENCRYPTION_KEY", local.byok_key)
         yield Settings(manifest_dir or Path(DEFAULT_DIR), local.database_url, redis_urls or (local.redis_url,),
-                       redis_prefix, env, lock_timeout_s=lock_timeout_s, config=config, gateway_profile=profile)
+                       redis_prefix, env, lock_timeout_s=lock_timeout_s, config=config, gateway_profile=profile,
+                       command=command, on_lock_wait=_say_lock_wait)
+
+
+def _command_name() -> str:
+    """The running command without the program name ("reconcile", "cache refresh")."""
+    names: list[str] = []
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names)) or "expctl"
+
+
+def _say_lock_wait(line: str) -> None:
+    click.echo(f"expctl: {line}", err=True)
