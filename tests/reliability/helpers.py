@@ -124,9 +124,10 @@ def reconcile_args(db_url: str, redis_url: str | None, *more: str) -> list[str]:
 
 
 def expctl_backends(db_url: str) -> list[dict[str, Any]]:
-    """Sessions an expctl process holds on this database (expctl names its connections `expctl`)."""
+    """Sessions an expctl process holds on this database (expctl names its connections `expctl`, and
+    `expctl|<command>|…` for a transaction that takes the apply lock)."""
     return sql(db_url, "SELECT pid, state, xact_start FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND application_name = 'expctl' AND pid <> pg_backend_pid()")
+                       "AND application_name LIKE 'expctl%' AND pid <> pg_backend_pid()")
 
 
 def wait_backends_gone(db_url: str, timeout: float = 20.0) -> float:
@@ -384,6 +385,6 @@ def local_tcp_ports(pid: int) -> set[int]:
 def lock_holder_port(db_url: str) -> int | None:
     """The client port of the expctl session that holds the apply lock, if one does."""
     rows = sql(db_url, "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                       "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'expctl' "
+                       "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'expctl%' "
                        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
     return int(rows[0]["client_port"]) if rows else None

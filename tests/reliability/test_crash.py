@@ -108,7 +108,7 @@ def _db_name(url: str) -> str:
 def _tx_started(db_url: str) -> bool:
     return any(b["xact_start"] is not None for b in sql(db_url, "SELECT xact_start FROM pg_stat_activity WHERE "
                                                                  "datname = current_database() AND application_name "
-                                                                 "= 'expctl'"))
+                                                                 "LIKE 'expctl%'"))
 
 
 @dataclass

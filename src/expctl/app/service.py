@@ -202,7 +202,7 @@ def _apply_locked(
     with connect(settings.database_url) as conn, conn.begin():
         try:
             require_schema(conn)
-            take_apply_lock(conn, settings.lock_timeout_s)
+            take_apply_lock(conn, settings.apply_lock())
             state = read_state(conn, membership, membership_ok is not False, membership_read=membership_ok is not None,
                                scope=settings.plan_scope.scope)
             plan = _plan(settings, desired, state, prune)
@@ -276,7 +276,7 @@ def refresh_cache(settings: Settings, extra_ids: Sequence[str] = (), committed: 
     if not cache.urls:
         return
     with connect(settings.database_url) as conn, conn.begin():
-        take_apply_lock(conn, settings.lock_timeout_s)
+        take_apply_lock(conn, settings.apply_lock())
         membership = routed_membership(conn)
         pending = pending_cache_invalidations(conn)
         failures = cache.refresh(membership, sorted(set(pending) | set(extra_ids)))

@@ -6,7 +6,7 @@ profile (docs/design.md#gateway-profiles).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from expctl.adapters.config import ProjectConfig
 from expctl.adapters.manifest.load import load_desired
 from expctl.adapters.secret_policy import SecretPolicy
 from expctl.adapters.secrets import DefaultResolver, SecretResolver
+from expctl.core.lockinfo import ApplyLock, RunTag
 from expctl.core.planner import Scope
 from expctl.core.profiles import GatewayProfile, gateway_profile
 from expctl.core.state import DesiredExperiment
@@ -39,6 +40,10 @@ class Settings:
     gateway_profile: GatewayProfile = field(default_factory=lambda: gateway_profile(None))
     # Whose bindings, which manifests (--only), which environment, what drift does (docs/design.md#scopes).
     plan_scope: Scope = field(default_factory=Scope)
+    # The command being run ("reconcile", "cache refresh"): a run holding the apply lock names it.
+    command: str = "expctl"
+    # Told, line by line, who holds the apply lock while this run waits for it (the CLI: stderr).
+    on_lock_wait: Callable[[str], None] | None = field(default=None, repr=False)
 
     def secret_policy(self) -> SecretPolicy:
         """Where secret references may point: for the manifest loader and the resolver."""
@@ -53,6 +58,14 @@ class Settings:
 
     def byok_key(self) -> bytes | None:
         return crypto.load_byok_key(self.env)
+
+    def apply_lock(self) -> ApplyLock:
+        """How this run waits for the apply lock and names itself while holding it: the actor and
+        git revision of its audit row (`expctl_run`)."""
+        from expctl.adapters.store.audit import actor, git_revision  # noqa: PLC0415 - keeps SQLAlchemy out of `validate`
+
+        tag = RunTag(self.command, actor(self.env), git_revision(self.env))
+        return ApplyLock(self.lock_timeout_s, tag, self.on_lock_wait)
 
     def cache(self) -> Cache:
         return Cache(self.redis_urls, self.redis_prefix, per_id_keys=self.gateway_profile.per_id_keys)

@@ -189,9 +189,11 @@ def open_settings(
     where = _target(config, env_name, manifest_dir, database_url, redis_urls, use_local)
     env, redis_urls = where.env, where.redis_urls
     plan_scope = Scope(where.scope, tuple(sorted(set(only))) or None, where.environment, drift_mode)
+    command = _command_name()
     if where.database_url and not use_local:
         yield Settings(where.manifest_dir, where.database_url, redis_urls, redis_prefix, env,
-                       lock_timeout_s=lock_timeout_s, config=config, gateway_profile=profile, plan_scope=plan_scope)
+                       lock_timeout_s=lock_timeout_s, config=config, gateway_profile=profile, plan_scope=plan_scope,
+                       command=command, on_lock_wait=_say_lock_wait)
         return
     if in_ci(env) and not use_local:
         raise ConfigError(f"DATABASE_URL is not set and CI={env['CI']!r}: set DATABASE_URL, or pass --local to "
@@ -204,4 +206,18 @@ def open_settings(
         env.setdefault("BYOK_ENCRYPTION_KEY", local.byok_key)
         yield Settings(where.manifest_dir, local.database_url, redis_urls or (local.redis_url,),
                        redis_prefix, env, lock_timeout_s=lock_timeout_s, config=config, gateway_profile=profile,
-                       plan_scope=plan_scope)
+                       plan_scope=plan_scope, command=command, on_lock_wait=_say_lock_wait)
+
+
+def _command_name() -> str:
+    """The running command without the program name ("reconcile", "cache refresh")."""
+    names: list[str] = []
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names)) or "expctl"
+
+
+def _say_lock_wait(line: str) -> None:
+    click.echo(f"expctl: {line}", err=True)

@@ -7,6 +7,8 @@ Plain `postgresql://` URLs are accepted and run on psycopg 3. Connection errors 
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,12 +19,15 @@ from sqlalchemy.pool import NullPool
 
 from expctl.adapters.store.tables import EXPCTL_TABLES, GATEWAY_TABLES, expctl_binding, metadata
 from expctl.core.errors import ConfigError, ConnectionFailed, ExpctlError, LockTimeout
+from expctl.core.lockinfo import ApplyLock, LockHolder, application_name, timeout_message, waiting_message
 from expctl.core.plan import DEFAULT_SCOPE
 from expctl.core.redact import redact_url, scrub_error
 
 CONNECT_TIMEOUT_S = 10
 APPLY_LOCK_KEY = 0x657870_63746C  # "expctl" in ASCII: one apply (or import) at a time per database
 LOCK_NOT_AVAILABLE = "55P03"
+# A run waiting for the apply lock says who holds it when it starts waiting and every 10 s after.
+LOCK_NOTICE_EVERY_S = 10.0
 # SQLSTATE prefixes of a lost server: connection exceptions, admin/crash shutdown, cannot connect now.
 CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
 
@@ -162,12 +167,72 @@ def require_schema(conn: Connection) -> None:
                           "to add it; every binding is kept")
 
 
-def take_apply_lock(conn: Connection, timeout_s: float) -> None:
-    """The transaction-scoped advisory lock that serialises apply, reconcile and import runs."""
-    conn.execute(text(f"SET LOCAL lock_timeout = '{int(timeout_s * 1000)}ms'"))
+def take_apply_lock(conn: Connection, lock: ApplyLock) -> None:
+    """The transaction-scoped advisory lock that serialises apply, reconcile, import and the Redis
+    refresh after them.
+
+    The run names itself (`application_name`, for this transaction only) so that others can say who
+    holds the lock. When the lock is taken, it waits in slices of at most 10 s, and before each one
+    tells `lock.on_wait` who holds the lock and how long it will still wait; past `lock.timeout_s`
+    it raises `LockTimeout` naming the holder. Waiting inside PostgreSQL (not polling) wakes the run
+    as soon as the lock is free, in the order the runs came.
+    """
+    conn.execute(text("SELECT set_config('application_name', :name, true)"), {"name": application_name(lock.tag)})
+    if not _try_apply_lock(conn):
+        deadline = time.monotonic() + lock.timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LockTimeout(timeout_message(find_apply_lock_holder(conn), lock.timeout_s))
+            if lock.on_wait is not None:
+                lock.on_wait(waiting_message(find_apply_lock_holder(conn), left))
+            if _wait_for_apply_lock(conn, min(left, LOCK_NOTICE_EVERY_S)):
+                break
+    # Row locks taken later in the transaction (a row being edited in the admin UI) wait as long.
+    _set_lock_timeout(conn, lock.timeout_s)
+
+
+def _set_lock_timeout(conn: Connection, seconds: float) -> None:
+    # Rounded up and at least 1 ms: 0 would mean "wait for ever" to PostgreSQL.
+    conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{max(math.ceil(seconds * 1000), 1)}ms"})
+
+
+def _try_apply_lock(conn: Connection) -> bool:
+    return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": APPLY_LOCK_KEY}).scalar_one())
+
+
+def _wait_for_apply_lock(conn: Connection, seconds: float) -> bool:
+    """Waits up to `seconds` for the lock; False when it is still taken. The wait runs in a savepoint,
+    so its timeout does not abort the transaction (a lock granted there stays with the transaction)."""
+    _set_lock_timeout(conn, seconds)
     try:
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPLY_LOCK_KEY})
+        with conn.begin_nested():
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPLY_LOCK_KEY})
     except DBAPIError as err:
-        if getattr(err.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-            raise LockTimeout(f"another expctl run holds the apply lock; gave up after {timeout_s:g}s") from None
-        raise
+        if getattr(err.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        return False
+    return True
+
+
+# A bigint advisory key shows in pg_locks as classid (high 32 bits), objid (low 32 bits), objsubid 1.
+_HOLDER_QUERY = text("""
+SELECT a.pid, a.application_name, a.xact_start,
+       extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS held_s
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.classid::bigint = :high AND l.objid::bigint = :low
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+LIMIT 1
+""")
+
+
+def find_apply_lock_holder(conn: Connection) -> LockHolder | None:
+    """The session holding the apply lock, or None when it was released meanwhile."""
+    # pg_stat_activity is read once per transaction and cached: drop that copy to see the holder now.
+    conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+    row = conn.execute(_HOLDER_QUERY, {"high": APPLY_LOCK_KEY >> 32, "low": APPLY_LOCK_KEY & 0xFFFFFFFF}).first()
+    if row is None:
+        return None
+    return LockHolder(int(row.pid), str(row.application_name or ""), row.xact_start,
+                      float(row.held_s) if row.held_s is not None else None)
