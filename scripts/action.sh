@@ -6,7 +6,9 @@
 # Inputs (environment; action.yml maps its inputs to these, never through ${{ }} in a script):
 #   INPUT_COMMAND            plan | reconcile | validate (required)
 #   INPUT_WORKING_DIRECTORY  the manifests repository's root (default: .)
-#   INPUT_MANIFEST_DIR       manifest directory, relative to it (default: experiments.d)
+#   INPUT_MANIFEST_DIR       manifest directory, relative to it (default: the environment's or
+#                            expctl.toml's manifest_dir, else experiments.d)
+#   INPUT_ENVIRONMENT        exported as EXPCTL_ENV when not empty: the environment of expctl.toml
 #   INPUT_GATEWAY_PROFILE    exported as EXPCTL_GATEWAY_PROFILE when not empty
 #   INPUT_COMMENT            plan: "true" (default) writes the sticky PR comment file (scripts/pr-plan.sh);
 #                            "false" writes the JSON plan only
@@ -27,7 +29,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 action_path="${ACTION_PATH:-$(dirname "$here")}"
 command="${INPUT_COMMAND:-}"
 workdir="${INPUT_WORKING_DIRECTORY:-.}"
-manifest_dir="${INPUT_MANIFEST_DIR:-experiments.d}"
+manifest_dir="${INPUT_MANIFEST_DIR:-}"
 comment="${INPUT_COMMENT:-true}"
 fail_on_error="${INPUT_FAIL_ON_ERROR:-true}"
 lock_timeout="${INPUT_LOCK_TIMEOUT:-600}"
@@ -56,7 +58,12 @@ out_dir=$(cd "$out_dir" && pwd)
 if [ -n "${INPUT_GATEWAY_PROFILE:-}" ]; then
   export EXPCTL_GATEWAY_PROFILE="$INPUT_GATEWAY_PROFILE"
 fi
-export EXPCTL_DIR="$manifest_dir"
+if [ -n "${INPUT_ENVIRONMENT:-}" ]; then
+  export EXPCTL_ENV="$INPUT_ENVIRONMENT"
+fi
+if [ -n "$manifest_dir" ]; then
+  export EXPCTL_DIR="$manifest_dir"
+fi
 
 output() {
   if [ -n "${GITHUB_OUTPUT:-}" ]; then
@@ -110,7 +117,7 @@ run_validate() {
   local format=text
   on_github && format=github
   set +e
-  "$expctl" validate --format "$format" "$manifest_dir"
+  "$expctl" validate --format "$format" ${manifest_dir:+"$manifest_dir"}
   rc=$?
   set -e
 }
@@ -119,7 +126,7 @@ run_plan() {
   local plan_file="$out_dir/plan.json"
   if on_github; then
     # Annotations on the manifest lines; the verdict is the plan's.
-    "$expctl" validate --format github "$manifest_dir" || true
+    "$expctl" validate --format github ${manifest_dir:+"$manifest_dir"} || true
   fi
   set +e
   if [ "$comment" = true ]; then

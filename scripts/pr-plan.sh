@@ -13,7 +13,8 @@
 #
 # Inputs (environment):
 #   OUT_DIR       where to write (default: .expctl-plan); created if missing
-#   EXPCTL_DIR    manifest directory (default: experiments.d); expctl reads it too
+#   EXPCTL_DIR    manifest directory (default: the environment's or expctl.toml's manifest_dir, else
+#                 experiments.d); expctl reads it too. EXPCTL_ENV: the environment, read by expctl
 #   DATABASE_URL, REDIS_URL   read by expctl; give the plan a READ-ONLY role (docs/gitops.md)
 #   EXPCTL        the expctl command (default: expctl from PATH)
 #   PLAN_COMMIT   the commit named in the footer (default: $GITHUB_SHA, else "local")
@@ -26,7 +27,7 @@ readonly MARKER='<!-- expctl-plan -->'
 readonly LIMIT=65536 # GitHub's maximum comment length, in characters
 
 out_dir="${OUT_DIR:-.expctl-plan}"
-manifest_dir="${EXPCTL_DIR:-experiments.d}"
+manifest_dir="${EXPCTL_DIR:-}"
 expctl="${EXPCTL:-expctl}"
 export LC_ALL=C.UTF-8 # so that `wc -m` counts characters, as GitHub does
 
@@ -80,7 +81,7 @@ output_block() {
 
 # 1. Validate: every problem of every file, reported without touching any database.
 validate_out="$out_dir/validate.txt"
-"$expctl" validate "$manifest_dir" >"$validate_out" 2>&1
+"$expctl" validate ${manifest_dir:+"$manifest_dir"} >"$validate_out" 2>&1
 validate_rc=$?
 cat "$validate_out" >&2
 if [ "$validate_rc" -ne 0 ]; then

@@ -181,3 +181,35 @@ def test_db_init_migrates_bindings_made_before_scopes(ws: Workspace) -> None:
     assert ws.expctl("db", "init").code == 0  # idempotent
     assert ws.reconcile().code == 0  # records what is applied from now on
     assert ws.rows("SELECT applied->>'status' AS status FROM expctl_binding") == [{"status": "active"}]
+
+
+def test_validate_checks_every_environment_folder_on_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from expctl.cli import run
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "expctl.toml").write_text(TOML)
+    # The same name and public id in both folders: fine, they are different deployments.
+    write(tmp_path / "experiments.d" / "staging", manifest("search", "active", "preview/search"))
+    write(tmp_path / "prod", manifest("search", "active", "preview/search"),
+          manifest("broken", "active", "preview/broken", variants=[]) | {"colour": "red"})
+    assert run(["validate"]) == 1
+    out = capsys.readouterr().out
+    assert "prod/broken.yaml" in out and "staging" not in out.split("problem")[0]
+    assert run(["validate", "--env", "staging"]) == 0
+    capsys.readouterr()
+
+
+def test_every_database_command_offers_env_and_the_planning_ones_only_and_drift() -> None:
+    from click.testing import CliRunner
+
+    from expctl.cli import cli
+
+    runner = CliRunner()
+    database = [["plan"], ["apply"], ["reconcile"], ["import"], ["cache", "check"], ["cache", "refresh"],
+                ["db", "init"], ["history"], ["simulate"], ["validate"]]
+    for command in database:
+        assert "--env NAME" in runner.invoke(cli, [*command, "--help"]).output, command
+    for command in (["plan"], ["apply"], ["reconcile"]):
+        text = runner.invoke(cli, [*command, "--help"]).output
+        assert "--only NAME" in text and "--drift [hold|revert]" in text, command
