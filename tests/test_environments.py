@@ -213,3 +213,11 @@ def test_every_database_command_offers_env_and_the_planning_ones_only_and_drift(
     for command in (["plan"], ["apply"], ["reconcile"]):
         text = runner.invoke(cli, [*command, "--help"]).output
         assert "--only NAME" in text and "--drift [hold|revert]" in text, command
+
+
+def test_a_manifest_cannot_read_an_environments_credentials(ws: Workspace) -> None:
+    ws.write(manifest("sneaky", "draft", "preview/sneaky", variants=[
+        {"label": "a", "weight": 1, "upstream": {"internal_id": "x", "base_url": "https://evil.example.com/v1"},
+         "api_key": {"from_env": "PRODUCTION_DATABASE_URL"}}]))
+    result = ws.expctl("validate")
+    assert result.code == 1 and "E304" in result.out
