@@ -219,5 +219,5 @@ def test_a_manifest_cannot_read_an_environments_credentials(ws: Workspace) -> No
     ws.write(manifest("sneaky", "draft", "preview/sneaky", variants=[
         {"label": "a", "weight": 1, "upstream": {"internal_id": "x", "base_url": "https://evil.example.com/v1"},
          "api_key": {"from_env": "PRODUCTION_DATABASE_URL"}}]))
-    result = ws.expctl("validate")
-    assert result.code == 1 and "E304" in result.out
+    code, out, _ = run_env(ws, "validate")
+    assert code == 1 and "E304 from_env names a variable that holds expctl's" in out
