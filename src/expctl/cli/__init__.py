@@ -2,8 +2,8 @@
 
 Exit codes (docs/design.md#exit-codes): 0 ok / no changes · 1 error (invalid manifests, refused changes,
 connection failure, bad usage) · 2 changes present (`plan --detailed-exitcode`, `cache check`
-drift) · 3 PostgreSQL committed but the Redis refresh failed (re-run heals) · 4 saved plan is
-stale · 5 another run holds the lock.
+drift), a health flag (`status --exit-code`) · 3 PostgreSQL committed but the Redis refresh failed
+(re-run heals) · 4 saved plan is stale · 5 another run holds the lock.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ EXIT_CODES_HELP = """\b
 Exit codes:
   0  ok / no changes
   1  error: invalid manifests, refused changes, connection failure
-  2  changes present (plan --detailed-exitcode), cache drift (cache check)
+  2  changes present (plan --detailed-exitcode), cache drift (cache check),
+     a health flag raised (status --exit-code)
   3  PostgreSQL committed but the Redis refresh failed (re-run heals)
   4  the saved plan is stale
   5  another run holds the lock (timed out waiting)
@@ -51,7 +52,7 @@ class _LazyGroup(click.Group):
 COMMAND_MODULES = {
     "validate": "cmd_validate", "schema": "cmd_validate", "plan": "cmd_plan", "apply": "cmd_plan",
     "reconcile": "cmd_plan", "db": "cmd_db", "cache": "cmd_cache", "history": "cmd_history",
-    "import": "cmd_import", "simulate": "cmd_simulate",
+    "import": "cmd_import", "simulate": "cmd_simulate", "status": "cmd_status",
 }
 
 

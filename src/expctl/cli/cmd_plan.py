@@ -11,10 +11,12 @@ import click
 
 from expctl.app import service
 from expctl.app.settings import Settings
+from expctl.app.status import observed_for_plan
 from expctl.cli.options import connection_options, dir_option, open_settings, plan_options
 from expctl.core.errors import ConfigError, ExitCode, PlanFileError
 from expctl.core.plan import Plan
 from expctl.core.render.github_plan import render_github
+from expctl.core.render.markdown import render_markdown
 from expctl.core.render.plan_renderers import PLAN_RENDERERS
 from expctl.core.render.text import deferred_key_checks
 from expctl.core.saved_plan import MAX_PLAN_BYTES, read_saved_plan
@@ -74,10 +76,11 @@ def plan_command(manifest_dir: Path, fmt: str, out: Path | None, detailed_exitco
     """
     with open_settings(manifest_dir, **conn) as settings:
         plan = _make_plan(settings, prune)
+        observed = observed_for_plan(settings, plan) if fmt == "markdown" else {}
     if out is not None:
         _write_atomic(out, PLAN_RENDERERS["json"](plan.to_record(), False))
         _warn_deferred(plan)
-    click.echo(_render(plan, fmt), nl=False)
+    click.echo(render_markdown(plan.to_record(), observed=observed) if observed else _render(plan, fmt), nl=False)
     if plan.refused:
         click.echo(f"error: {len(plan.refused)} change(s) refused; apply would change nothing", err=True)
         return int(ExitCode.ERROR)

@@ -110,6 +110,10 @@ class LockTimeout(ExpctlError):
     exit_code = ExitCode.LOCKED
 
 
+class TrafficUnavailable(ExpctlError):
+    """The observed-traffic tables are missing (a 2026-05 gateway, a fresh database)."""
+
+
 class CacheRefreshFailed(ExpctlError):
     """PostgreSQL is committed but the Redis refresh failed; a re-run heals."""
 

@@ -24,7 +24,7 @@ from expctl.core.plan import DEFAULT_SCOPE
 from expctl.core.redact import redact_url, scrub_error
 
 CONNECT_TIMEOUT_S = 10
-APPLY_LOCK_KEY = 0x657870_63746C  # "expctl" in ASCII: one apply (or import) at a time per database
+APPLY_LOCK_KEY = 0x657870_63746C  # "expctl" in ASCII: one apply at a time per database
 LOCK_NOT_AVAILABLE = "55P03"
 # A run waiting for the apply lock says who holds it when it starts waiting and every 10 s after.
 LOCK_NOTICE_EVERY_S = 10.0
@@ -168,7 +168,7 @@ def require_schema(conn: Connection) -> None:
 
 
 def take_apply_lock(conn: Connection, lock: ApplyLock) -> None:
-    """The transaction-scoped advisory lock that serialises apply, reconcile, import and the Redis
+    """The transaction-scoped advisory lock that serialises apply, reconcile and the Redis
     refresh after them.
 
     The run names itself (`application_name`, for this transaction only) so that others can say who

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from expctl.core.render.drift_view import drift_note, drift_text, is_held, partial_note
 from expctl.core.render.text import (
@@ -170,6 +170,21 @@ def _attention_levels(record: Record) -> list[str]:
         title + f"{escape(attention_note(record).strip())} See the JSON plan for each place.\n"]
 
 
+_OBSERVED_LIMIT = 20
+
+
+def _observed(observed: Mapping[str, str] | None) -> str:
+    """One line of observed traffic per routed experiment the plan changes (`expctl status`),
+    at most `_OBSERVED_LIMIT` of them: a size the never-cut part can afford."""
+    if not observed:
+        return ""
+    names = sorted(observed)
+    lines = [f"- **{escape(name)}**: {escape(observed[name])}\n" for name in names[:_OBSERVED_LIMIT]]
+    if len(names) > _OBSERVED_LIMIT:
+        lines.append(f"- … and {len(names) - _OBSERVED_LIMIT} more (`expctl status`)\n")
+    return "#### Observed traffic of the experiments changed\n" + "".join(lines)
+
+
 # ---------------------------------------------------------------- parts that shrink to fit
 
 def _actions(changes: Sequence[Record]) -> str:
@@ -262,9 +277,11 @@ def _cache(record: Record) -> str:
 # ---------------------------------------------------------------- fitting
 
 def render_markdown(
-    record: Record, max_chars: int = GITHUB_COMMENT_LIMIT, artifact_hint: str | None = None
+    record: Record, max_chars: int = GITHUB_COMMENT_LIMIT, artifact_hint: str | None = None,
+    observed: Mapping[str, str] | None = None,
 ) -> str:
-    """The plan as a PR comment of at most `max_chars` characters (see the module docstring)."""
+    """The plan as a PR comment of at most `max_chars` characters (see the module docstring);
+    `observed` maps experiment names to their one-line observed status, shown after the headline."""
     head, refusals, cache = _head(record), _refusals(record) + _drift(record), _cache(record)
     rows, details, omitted = _table_rows(record), _details(record), _omitted(record, artifact_hint)
     unmanaged_full, unmanaged_short = _unmanaged(record, short=False), _unmanaged(record, short=True)
@@ -272,7 +289,7 @@ def render_markdown(
     out = ""
     for attention in _attention_levels(record):
         for headline in _headline_levels(record):
-            top = (head, headline, refusals, attention)
+            top = (head, headline, _observed(observed), refusals, attention)
             for tail in ((details, unmanaged_full), (omitted, unmanaged_full), (omitted, unmanaged_short)):
                 out = _join(*top, full_table, *tail, cache)
                 if len(out) <= max_chars:
