@@ -147,7 +147,7 @@ class Rows:
 
 
 EXPERIMENT_COLUMNS = ("id", "public_model_id", "name", "description", "status", "is_archived", "started_at")
-BINDING_COLUMNS = ("name", "experiment_id")
+BINDING_COLUMNS = ("name", "experiment_id", "applied")
 VARIANT_COLUMNS = ("id", "experiment_id", "label", "weight")
 VERSION_COLUMNS = ("id", "variant_id", "upstream", "encrypted_api_key", "effective_at", "created_by")
 SEED_TIME = "2024-01-01 00:00:00+00"
@@ -174,12 +174,20 @@ def rows(n: int, *, encrypt_each: bool = False) -> Rows:
         experiment_id, variant_ids, version_ids = _ids(e)
         out.experiments.append((experiment_id, e.public_model_id, e.display_name, e.description, e.status, False,
                                 SEED_TIME if e.status == "active" else None))
-        out.bindings.append((e.name, experiment_id))
+        out.bindings.append((e.name, experiment_id, json.dumps(applied_record(e))))
         for v, variant_id, version_id in zip(e.variants, variant_ids, version_ids, strict=True):
             out.variants.append((variant_id, experiment_id, v.label, v.weight))
             out.versions.append((version_id, variant_id, json.dumps(v.upstream), payload(v.key_env), SEED_TIME,
                                  "bench"))
     return out
+
+
+def applied_record(e: Experiment) -> dict[str, Any]:
+    """What expctl records as applied for the unchanged manifest (expctl.core.drift.applied_record),
+    so a seeded database is in the steady state a reconcile leaves: no record left to write."""
+    return {"status": e.status, "archived": False, "display_name": e.display_name, "description": e.description,
+            "public_model_id": e.public_model_id, "metadata": None,
+            "variants": {v.label: {"weight": v.weight, "upstream": v.upstream} for v in e.variants}}
 
 
 def _copy(cur: psycopg.Cursor[Any], table: str, columns: tuple[str, ...], data: list[tuple[Any, ...]]) -> None:

@@ -24,3 +24,15 @@ def test_bench_runs_and_prints_every_step_and_ratio(tmp_path: Path) -> None:
     assert "(target <" not in run.stdout  # verdicts are for N = 10,000 only
     assert (tmp_path / "figures.json").is_file()
     assert list(tmp_path.iterdir()) == [tmp_path / "figures.json"]  # servers and manifests cleaned up
+
+
+def test_the_seeded_applied_record_is_what_expctl_records(tmp_path: Path) -> None:
+    """The bench seeds the steady state: the record of each binding equals the planner's own."""
+    from bench.generate import applied_record, experiments, write_manifests
+    from expctl.adapters.manifest.load import load_desired
+    from expctl.core import drift
+
+    write_manifests(tmp_path / "m", 4)
+    desired = {d.name: d for d in load_desired(tmp_path / "m")}
+    for e in experiments(4):
+        assert applied_record(e) == drift.applied_record(desired[e.name])
