@@ -10,7 +10,7 @@ import click
 from expctl.adapters.store.audit import recent_runs
 from expctl.adapters.store.db import read_only
 from expctl.cli.options import connection_options, open_settings
-from expctl.core.render.text import clean
+from expctl.core.render.clean import clean
 
 
 @click.command("history")

@@ -18,6 +18,7 @@ import html
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 
+from expctl.core.render.clean import clean
 from expctl.core.render.drift_view import drift_note, drift_text, is_held, partial_note
 from expctl.core.render.text import (
     Record,
@@ -27,7 +28,6 @@ from expctl.core.render.text import (
     attention_note,
     attention_place,
     change_body,
-    clean,
     counts,
     deferred_note,
     describe_change,

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from expctl.core.render.text import clean, plural
+from expctl.core.render.clean import clean
+from expctl.core.render.text import plural
 
 Record = Mapping[str, Any]
 BAR_WIDTH = 20

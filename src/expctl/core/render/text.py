@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from expctl.core.render.clean import clean
 from expctl.core.render.drift_view import context_parts, drift_note, drift_text, is_held, partial_note
 from expctl.core.render.jsondiff import changed_keys, leaves
 
@@ -27,25 +28,11 @@ _FINGERPRINT = re.compile(r"sha256:[0-9a-f]{6,64}")
 _SPACE = re.compile(r"\s")  # the same characters as str.isspace()
 _MAX_VALUE = 80
 _LIST_LIMIT = 20
-_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 _GREEN, _YELLOW, _RED, _BOLD, _RESET = "\x1b[32m", "\x1b[33m", "\x1b[31m", "\x1b[1m", "\x1b[0m"
 
 
 # ---------------------------------------------------------------- shared wording (markdown too)
-
-# Unicode category Cc is exactly C0, DEL and C1 (U+0000-U+001F, U+007F-U+009F); plus the bidi overrides.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f" + "".join(sorted(_BIDI)) + "]")
-
-
-def _escape(match: re.Match[str]) -> str:
-    return match.group().encode("unicode_escape").decode("ascii")
-
-
-def clean(text: str) -> str:
-    """Escapes control and bidi-override characters: user text cannot forge colours or reorder a line."""
-    return _UNSAFE.sub(_escape, text)
-
 
 def short_id(plan_id: str) -> str:
     return plan_id[: len("sha256:") + 12]
