@@ -209,7 +209,9 @@ class ActualExperiment:
         return self.status in ROUTED_STATUSES
 
     def fingerprint_record(self) -> dict[str, Any]:
-        """What a saved plan depends on: every field expctl compares or guards on."""
+        """What a saved plan depends on: every field expctl compares or guards on. The `applied`
+        record is left out: what it decides (which changes are drift) is in the changes, which
+        `plan_id` covers."""
         return {
             "id": self.id,
             "public_model_id": self.public_model_id,
@@ -220,7 +222,6 @@ class ActualExperiment:
             "metadata": None if self.metadata is None else dict(self.metadata),
             "managed_name": self.managed_name,
             "owner_scope": self.owner_scope,
-            "applied": None if self.applied is None else dict(self.applied),
             "variants": [
                 {
                     "id": v.id,
