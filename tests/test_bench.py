@@ -29,6 +29,7 @@ def test_bench_runs_and_prints_every_step_and_ratio(tmp_path: Path) -> None:
 def test_the_seeded_applied_record_is_what_expctl_records(tmp_path: Path) -> None:
     """The bench seeds the steady state: the record of each binding equals the planner's own."""
     from bench.generate import applied_record, experiments, write_manifests
+
     from expctl.adapters.manifest.load import load_desired
     from expctl.core import drift
 
