@@ -106,3 +106,10 @@ def test_the_holders_name_lasts_only_for_its_transaction(db_url: str) -> None:
             assert conn.execute(text("SHOW application_name")).scalar_one() == "expctl|import||"
             assert conn.execute(text("SHOW lock_timeout")).scalar_one() == "1s"
         assert conn.execute(text("SHOW application_name")).scalar_one() == "expctl"
+
+
+def test_a_negative_lock_timeout_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from expctl.cli import run
+
+    assert run(["reconcile", "--lock-timeout", "-1", "--auto-approve"]) == 1
+    assert "--lock-timeout" in capsys.readouterr().err

@@ -151,7 +151,7 @@ def _run_apply(settings: Settings, prune: bool, auto_approve: bool, saved: dict[
 _APPLY_OPTIONS = [
     click.option("--auto-approve", is_flag=True, help="Apply without asking (required when not on a TTY)."),
     click.option("--prune", is_flag=True, help="Delete bound drafts whose manifest was removed."),
-    click.option("--lock-timeout", type=float, default=60.0, show_default=True,
+    click.option("--lock-timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
                  help="Seconds to wait for another run's lock (exit 5 on timeout)."),
     click.option("--skip-cache", is_flag=True, help="Do not touch Redis (PostgreSQL only)."),
 ]
