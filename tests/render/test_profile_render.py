@@ -9,11 +9,12 @@ import jsonschema
 
 from expctl.core.planner import build_plan
 from expctl.core.profiles import PROFILES
+from expctl.core.render.describe import describe_change
 from expctl.core.render.github_plan import render_github
 from expctl.core.render.json_plan import load_plan_schema
 from expctl.core.render.jsondiff import changed_keys, leaves
 from expctl.core.render.markdown import render_markdown
-from expctl.core.render.text import describe_change, render_text
+from expctl.core.render.text import render_text
 from expctl.core.state import ActualState
 from tests.render.plans import actual, desired, plan_record, same_keys
 

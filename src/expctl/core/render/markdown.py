@@ -19,6 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 
 from expctl.core.render.clean import clean
+from expctl.core.render.describe import describe_change
 from expctl.core.render.drift_view import drift_note, drift_text, is_held, partial_note
 from expctl.core.render.text import (
     Record,
@@ -30,7 +31,6 @@ from expctl.core.render.text import (
     change_body,
     counts,
     deferred_note,
-    describe_change,
     headline_changes,
     is_headline,
     is_traffic_shift,
