@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from expctl.adapters.crypto import BYOK_ENV
 from expctl.adapters.store.db import connect, init_schema
@@ -38,6 +39,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisEndp
         yield RedisEndpoint(external)
         return
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+# The password of `password_redis`: tests that need a refused login use any other one.
+REDIS_PASSWORD = "the-right-password"
+
+
+@pytest.fixture(scope="session")
+def password_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisEndpoint]:
+    """A Redis that wants a password (not a canary): without the right one every command fails with NOAUTH."""
+    with RedisServer(tmp_path_factory.mktemp("password-redis")) as server:
+        with redis.Redis.from_url(server.url) as client:
+            client.config_set("requirepass", REDIS_PASSWORD)
         yield server
 
 

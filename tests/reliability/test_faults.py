@@ -38,7 +38,7 @@ from tests.reliability.helpers import (
     sql,
     wait_for,
 )
-from tests.servers import PostgresServer, RedisEndpoint, RedisServer
+from tests.servers import PostgresServer, RedisEndpoint
 from tests.workspace import MEMBERSHIP_KEY, Workspace, manifest
 
 pytestmark = pytest.mark.reliability
@@ -276,15 +276,6 @@ def test_short_statement_timeouts_never_half_apply(ws: Workspace, figures: dict[
 # --- Redis refused, silent, erroring --------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def noauth_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisEndpoint]:
-    """A Redis that wants a password: every command without it fails with NOAUTH."""
-    with RedisServer(tmp_path_factory.mktemp("noauth")) as server:
-        with redis.Redis.from_url(server.url) as client:
-            client.config_set("requirepass", "the-right-password")
-        yield server
-
-
 @contextlib.contextmanager
 def faulty_redis(kind: str, noauth: RedisEndpoint) -> Iterator[tuple[str, str]]:
     """(url, the error type expctl must name) for each kind of broken Redis."""
@@ -305,10 +296,10 @@ REDIS_FAULTS = ["refused", "silent", "error", "noauth"]
 
 
 @pytest.mark.parametrize("kind", REDIS_FAULTS)
-def test_broken_redis(ws: Workspace, kind: str, noauth_redis: RedisEndpoint, figures: dict[str, object]) -> None:
+def test_broken_redis(ws: Workspace, kind: str, password_redis: RedisEndpoint, figures: dict[str, object]) -> None:
     ws.monkeypatch.setattr(expctl.adapters.cache, "SOCKET_TIMEOUT_S", 0.5)  # silent server: reads time out
     ws.write(*manifests())
-    with faulty_redis(kind, noauth_redis) as (bad, error):
+    with faulty_redis(kind, password_redis) as (bad, error):
         shown = bad.replace(":wrong-CANARY-pw@", ":***@")
         start = time.monotonic()
         down = ws.expctl("reconcile", "--auto-approve", redis_url=bad)

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-import redis
 
 from expctl.adapters.crypto import encrypt_api_key
 from expctl.app.settings import Settings
 from expctl.cli import run
+from tests.fixtures_servers import REDIS_PASSWORD
 from tests.reliability.helpers import (
     BYOK,
     Outcome,
@@ -36,7 +36,7 @@ from tests.reliability.helpers import (
     spawn,
     sql,
 )
-from tests.servers import RedisEndpoint, RedisServer
+from tests.servers import RedisEndpoint
 from tests.workspace import BYOK_B64, Result, Workspace, manifest
 
 pytestmark = pytest.mark.reliability
@@ -341,15 +341,6 @@ def test_query_string_passwords_of_unreachable_or_refusing_servers(ws: Workspace
     figures["query_string_runs"] = checked
 
 
-@pytest.fixture(scope="module")
-def password_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisEndpoint]:
-    """A Redis that wants a password (not a canary): without the right one every command fails."""
-    with RedisServer(tmp_path_factory.mktemp("password-redis")) as server:
-        with redis.Redis.from_url(server.url) as client:
-            client.config_set("requirepass", "the-right-password")
-        yield server
-
-
 def test_query_string_redis_password_when_the_refresh_fails_after_the_commit(
         ws: Workspace, tmp_path: Path, password_redis: RedisEndpoint, figures: dict[str, object]) -> None:
     setup_canaries(ws)
@@ -381,7 +372,7 @@ def test_query_string_redis_password_when_the_refresh_fails_after_the_commit(
         assert result.code == WHEN_REDIS_FAILS[args], (args, result.err)
         outputs.append(result)
     # With the right password in the query string the same URL works: the password is the one used.
-    right = f"{password_redis.url}?password=the-right-password"
+    right = f"{password_redis.url}?password={REDIS_PASSWORD}"
     assert cli(ws, ("cache", "refresh"), ws.db_url, right, False).code == 0
     assert cli(ws, ("cache", "check"), ws.db_url, right, False).code == 0
 
