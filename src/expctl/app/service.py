@@ -43,7 +43,7 @@ from expctl.core.errors import (
     SecretError,
 )
 from expctl.core.plan import Attention, AttentionKind, Plan
-from expctl.core.planner import Scope, build_plan
+from expctl.core.planner import build_plan
 from expctl.core.saved_plan import check_saved_plan
 from expctl.core.state import ActualState, DesiredExperiment, KeyComparison
 from expctl.core.variant_plan import match_variants
@@ -116,8 +116,7 @@ def _refuse_wrong_byok_key(checks: Mapping[tuple[str, str], KeyComparison], wron
 def _check_target(settings: Settings, desired: Sequence[DesiredExperiment], state: ActualState) -> None:
     """Every --only pattern must match a manifest or a bound experiment: a typo must not plan nothing."""
     scope = settings.plan_scope
-    names = {d.name for d in desired} | set(state.by_managed_name())
-    unmatched = [p for p in scope.target or () if not any(Scope(target=(p,)).selects(n) for n in names)]
+    unmatched = scope.unmatched({d.name for d in desired} | set(state.by_managed_name()))
     if unmatched:
         raise ConfigError(f"--only {', '.join(repr(p) for p in unmatched)} matches no manifest and no experiment "
                           f"of scope {scope.scope!r}: nothing would be planned")

@@ -18,6 +18,7 @@ from typing import Any
 
 from expctl.core.plan import Change, ChangeKind, Drift
 from expctl.core.state import ActualExperiment, DesiredExperiment, same_json
+from expctl.core.variant_plan import with_values
 
 _MISSING = object()
 
@@ -87,7 +88,7 @@ def mark(changes: Sequence[Change], desired: DesiredExperiment, actual: ActualEx
         path = record_path(change)
         if path is not None and _same(_at(actual.applied, path), _at(wanted, path)):
             at, by = _who_when(change, actual)
-            marked.append(_with_drift(change, Drift(at, by, hold)))
+            marked.append(with_values(change, drift=Drift(at, by, hold)))
         else:
             marked.append(change)
     return marked
@@ -97,12 +98,6 @@ def _same(a: Any, b: Any) -> bool:
     if a is _MISSING or b is _MISSING:
         return a is b
     return same_json(a, b)
-
-
-def _with_drift(change: Change, drift: Drift) -> Change:
-    copy = object.__new__(Change)
-    copy.__dict__.update(change.__dict__, drift=drift)
-    return copy
 
 
 def record_after(wanted: Mapping[str, Any], previous: Mapping[str, Any] | None, changes: Sequence[Change]

@@ -162,6 +162,10 @@ class Scope:
     def selects(self, name: str) -> bool:
         return self.target is None or any(fnmatch.fnmatchcase(name, pattern) for pattern in self.target)
 
+    def unmatched(self, names: set[str]) -> list[str]:
+        """The target's patterns that match none of `names` (a typo must not plan nothing)."""
+        return [p for p in self.target or () if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+
 
 def build_plan(
     desired: Sequence[DesiredExperiment], actual: ActualState, key_checks: KeyChecks, prune: bool = False,

@@ -152,11 +152,6 @@ def _binding_outdated(columns: dict[str, set[str]]) -> bool:
     return not {"scope", "applied"} <= columns.get(expctl_binding.name, set())
 
 
-def missing_tables(conn: Connection) -> list[str]:
-    existing = _schema_columns(conn)
-    return [t.name for t in (*GATEWAY_TABLES, *EXPCTL_TABLES) if t.name not in existing]
-
-
 def require_schema(conn: Connection) -> None:
     columns = _schema_columns(conn)
     missing = [t.name for t in (*GATEWAY_TABLES, *EXPCTL_TABLES) if t.name not in columns]

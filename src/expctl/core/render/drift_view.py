@@ -40,13 +40,13 @@ def partial_note(record: Record) -> str | None:
             "as removed.")
 
 
-def drift_note(record: Record) -> str:
-    """`; 2 drift (1 held, not applied)` for the verdict line."""
+def drift_note(record: Record, lead: str = "; ") -> str:
+    """`; 2 drift (1 held, not applied)` for the verdict line (`lead` before it)."""
     summary = record.get("summary", {})
     drift, held = int(summary.get("drift", 0) or 0), int(summary.get("held", 0) or 0)
     if not drift:
         return ""
-    return f"; {drift} drift ({held} held, not applied)" if held else f"; {drift} drift (reverted)"
+    return f"{lead}{drift} drift ({held} held, not applied)" if held else f"{lead}{drift} drift (reverted)"
 
 
 def drift_text(change: Record) -> str:

@@ -69,9 +69,9 @@ def _join(*blocks: str) -> str:
 def _verdict(record: Record) -> str:
     total, irreversible, shifts, refused = counts(record)
     if total == 0:
-        return "**No changes.**" + escape(drift_note(record).replace("; ", " ", 1) + attention_note(record))
+        return "**No changes.**" + escape(drift_note(record, lead=" ") + attention_note(record))
     tally = (f"{plural(total, 'change')}, {irreversible} irreversible, {plural(shifts, 'traffic shift')}"
-             f"{deferred_note(record).replace(';', ',')}{drift_note(record).replace(';', ',')}")
+             f"{deferred_note(record).replace(';', ',')}{drift_note(record, lead=', ')}")
     note = escape(attention_note(record))
     if refused:
         return f"❌ **{refused} refused: nothing will be applied** ({tally}){note}"

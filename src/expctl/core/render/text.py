@@ -159,7 +159,7 @@ def profile_note(record: Record) -> str:
 def verdict(record: Record) -> str:
     total, irreversible, shifts, refused = counts(record)
     if total == 0:
-        return "No changes." + drift_note(record).replace("; ", " ", 1) + attention_note(record)
+        return "No changes." + drift_note(record, lead=" ") + attention_note(record)
     text = (f"Plan: {plural(total, 'change')} ({irreversible} irreversible, {plural(shifts, 'traffic shift')}"
             f"{deferred_note(record)}{drift_note(record)}), {refused} refused")
     return text + (": nothing will be applied" if refused else "") + attention_note(record)
